@@ -1,0 +1,58 @@
+"""Reading line-oriented files (plain or gzip) with file and line numbers for every error."""
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from catalog.errors import DataError, Problems
+
+
+def open_binary(path: Path):
+    if not path.is_file():
+        raise DataError(path, None, "file not found")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def iter_lines(path: Path, problems: Problems) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line without newline); empty and non-UTF-8 lines are problems."""
+    with open_binary(path) as fh:
+        try:
+            for number, raw in enumerate(fh, start=1):
+                raw = raw.rstrip(b"\r\n")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    problems.report("non_utf8_line", path, number,
+                                    f"not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}")
+                    continue
+                if not line.strip():
+                    problems.report("empty_line", path, number, "empty line")
+                    continue
+                yield number, line
+        except (OSError, EOFError) as e:  # truncated or corrupt gzip
+            raise DataError(path, None, f"cannot read: {e}") from e
+
+
+def parse_record(line: str) -> Any:
+    """A JSON object, or a Python dict literal (Amazon 2014 metadata), parsed safely (never ``eval``)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return ast.literal_eval(line)
+
+
+def iter_records(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
+    """(line number, dict) for each JSON / dict-literal line; malformed lines are problems."""
+    for number, line in iter_lines(path, problems):
+        try:
+            record = parse_record(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+            problems.report("malformed_line", path, number, f"malformed record: {type(e).__name__}: {e}"[:300])
+            continue
+        if not isinstance(record, dict):
+            problems.report("malformed_line", path, number, f"expected an object, got {type(record).__name__}")
+            continue
+        yield number, record

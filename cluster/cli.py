@@ -1,0 +1,37 @@
+"""``idgenrec``: one command, one subcommand per job. ``idgenrec SUBCOMMAND --help`` explains each."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from catalog.config import ConfigError
+from catalog.errors import DataError
+from cluster import commands, demo
+from cluster.logs import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="idgenrec",
+        description="Generative recommendation with learned textual item IDs (IDGenRec). "
+                    "Each subcommand is one job; its flags match the fields of its YAML config.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    commands.register(sub)
+    demo.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        args.func(args)
+    except (DataError, ConfigError, FileNotFoundError) as e:
+        print(f"idgenrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The catalog subcommands of ``idgenrec``: prepare, tokenizer, sample, stats."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from catalog.config import add_config_args, config_from_args
+from catalog.prepare import HELP as PREPARE_HELP
+from catalog.prepare import PrepareConfig, prepare
+from catalog.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+
+log = logging.getLogger("idgenrec")
+
+
+def format_stats(stats: dict) -> str:
+    """The few numbers a person checks first, one line."""
+    return (f"{stats.get('domain', '?')}: users {stats['users']:,}  items {stats['items']:,}  "
+            f"interactions {stats['interactions']:,}  density {stats['density']:.5f}  "
+            f"text coverage {stats['text_coverage']:.1%}  mean text words {stats['mean_text_words']:.1f}  "
+            f"skipped {stats['skipped'] or 'none'}")
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    cfg = config_from_args(PrepareConfig, args)
+    if cfg.data is None or cfg.out is None:
+        raise SystemExit("idgenrec prepare: --data and --out are required (or give them in --config)")
+    catalog = prepare(cfg)
+    log.info("wrote %s", cfg.out)
+    print(format_stats(catalog.stats))
+
+
+def run_tokenizer(args: argparse.Namespace) -> None:
+    from catalog.store import read_catalog
+
+    cfg = config_from_args(TokenizerConfig, args)
+    if cfg.out is None:
+        raise SystemExit("idgenrec tokenizer: --out is required")
+    if cfg.pretrained is not None:
+        tok = load_tokenizer(cfg.pretrained)
+        tok.save_pretrained(str(cfg.out))
+        log.info("copied tokenizer from %s to %s (vocab %d)", cfg.pretrained, cfg.out, len(tok))
+        return
+    if not cfg.catalog:
+        raise SystemExit("idgenrec tokenizer: give --catalog DIR [DIR ...] to train on, or --pretrained DIR")
+    texts = [t for c in cfg.catalog for t in read_catalog(c).texts]
+    tok = build_tokenizer(texts, cfg.out, cfg.vocab_size, cfg.seed)
+    example = texts[0][:80]
+    log.info("trained SentencePiece unigram on %d texts -> %s (vocab %d)", len(texts), cfg.out, len(tok))
+    print(f"tokenizer: vocab {len(tok)}; {example!r} -> {tok.tokenize(example)[:12]}")
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    from catalog.sample import write_slice
+
+    counts = write_slice(args.data, args.out, args.users, args.seed)
+    print(f"sample of {args.data.name}: {counts}")
+
+
+def run_stats(args: argparse.Namespace) -> None:
+    for path in args.catalog:
+        stats = json.loads((Path(path) / "stats.json").read_text())
+        print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="normalize a dataset into a catalog directory (Parquet + stats.json)",
+                       description="Read a dataset folder (shared layout user_sequence.txt + items.jsonl.gz, raw "
+                       "Amazon 2014/2018, or the Yelp academic dataset), render item text, and write items.parquet, "
+                       "sequences.parquet and stats.json atomically. Bad input stops with file:line unless --skip-bad.")
+    add_config_args(p, PrepareConfig, PREPARE_HELP)
+    p.set_defaults(func=run_prepare)
+
+    p = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer on catalogs, or copy a local one",
+                       description="Train a SentencePiece unigram tokenizer (T5 specials: pad 0, eos 1, unk 2) on the "
+                       "rendered text of one or more catalogs, or copy a local HuggingFace tokenizer (--pretrained).")
+    add_config_args(p, TokenizerConfig, {"catalog": "catalog directories to train on",
+                                         "out": "tokenizer directory to write",
+                                         "pretrained": "local HuggingFace tokenizer directory (e.g. t5-small)",
+                                         "vocab_size": "SentencePiece vocabulary size (an upper bound)"})
+    p.set_defaults(func=run_tokenizer)
+
+    p = sub.add_parser("sample", help="write a small random slice of a dataset (shared layout)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (shared layout)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--users", type=int, default=1000, help="users to draw (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_sample)
+
+    p = sub.add_parser("stats", help="print the stats of catalog directories")
+    p.add_argument("catalog", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="print the whole stats.json")
+    p.set_defaults(func=run_stats)

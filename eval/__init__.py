@@ -1,0 +1,1 @@
+"""Metrics (HR@k, NDCG@k), leave-one-out evaluation, reports, baselines."""

@@ -1,0 +1,1 @@
+"""Corpus building, WebDataset shards, the DeepSpeed trainer."""
