@@ -6,7 +6,8 @@ import sys
 
 from catalog.config import ConfigError
 from catalog.errors import DataError
-from cluster import commands, demo
+from idgen.algorithm1 import IDSpaceExhausted
+from cluster import commands, demo, idgen_commands
 from cluster.logs import setup_logging
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     commands.register(sub)
+    idgen_commands.register(sub)
     demo.register(sub)
     return parser
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError) as e:
+    except (DataError, ConfigError, FileNotFoundError, ValueError, IDSpaceExhausted) as e:
         print(f"idgenrec {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

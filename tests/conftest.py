@@ -41,3 +41,46 @@ def tiny_dataset(tmp_path: Path) -> Path:
     seqs = {"u1": ["a", "b", "c", "d"], "u2": ["b", "c", "e"], "u3": ["a", "e"]}
     items = [{"item_id": x, "title": f"Item {x.upper()} <b>bold</b>", "categories": ["Cat", x]} for x in "abcde"]
     return write_shared(tmp_path / "tiny", seqs, items)
+
+
+@pytest.fixture(scope="session")
+def sample_tokenizer_dir(tmp_path_factory) -> Path:
+    """A SentencePiece tokenizer trained on the shipped Toys sample (small vocabulary)."""
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.sample import SAMPLE_DIR
+    from catalog.tokenizer import build_tokenizer
+
+    d = tmp_path_factory.mktemp("sample_tok")
+    cat = prepare(PrepareConfig(data=SAMPLE_DIR / "Toys", out=d / "cat"))
+    build_tokenizer(cat.texts, d / "tok", vocab_size=600)
+    return d / "tok"
+
+
+@pytest.fixture(scope="session")
+def collide_catalog(tmp_path_factory) -> Path:
+    """A catalog built to collide: 12 distinct texts, each shared by 4 items (48 items)."""
+    from catalog.prepare import PrepareConfig, prepare
+
+    d = tmp_path_factory.mktemp("collide")
+    titles = ["lego star wars ship", "wooden puzzle farm animals", "magnetic drawing board", "rubber duck bath toy",
+              "card game for families", "plush teddy bear brown", "toy train set wooden", "chess set travel",
+              "kite rainbow large", "dollhouse furniture kit", "building blocks 100", "water gun summer"]
+    items = [{"item_id": f"i{t:02d}{c}", "title": title, "categories": ["Toys"]}
+             for t, title in enumerate(titles) for c in "abcd"]
+    ids = [i["item_id"] for i in items]
+    seqs = {f"u{n}": [ids[(n * 7 + k * 5) % len(ids)] for k in range(5)] for n in range(30)}
+    write_shared(d / "data", seqs, items)
+    prepare(PrepareConfig(data=d / "data", out=d / "catalog"))
+    return d / "catalog"
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(sample_tokenizer_dir, collide_catalog, tmp_path_factory) -> Path:
+    """A tiny T5 ID generator, warm-started for a few seconds on the colliding catalog (so that its IDs depend on
+    the text, as a real generator's do), saved as a local model directory."""
+    from idgen.warmstart import WarmStartConfig, warmstart
+
+    out = tmp_path_factory.mktemp("gen") / "generator"
+    warmstart(WarmStartConfig(catalog=[collide_catalog], tokenizer=sample_tokenizer_dir, out=out, model_size="tiny",
+                              steps=300, batch_size=16, lr=1e-2))
+    return out

@@ -1,0 +1,40 @@
+"""A Ray actor holding one ID generator: loads the model once, proposes candidates for shards of texts."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+
+@ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)
+class GeneratorActor:
+    def __init__(self, model_dir: str, algorithm1: dict, batch_size: int, max_source_tokens: int, device: str):
+        import torch
+
+        from catalog.tokenizer import load_tokenizer
+        from idgen.algorithm1 import Algorithm1Config
+        from idgen.model import load_model
+        from idgen.proposer import Proposer
+
+        torch.set_num_threads(1)  # one CPU per actor; also keeps float sums identical whatever the actor count
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.proposer = Proposer(load_model(model_dir), load_tokenizer(model_dir), Algorithm1Config(**algorithm1),
+                                 batch_size, max_source_tokens, device)
+
+    def propose(self, shard: int, texts: list[str], states: list[tuple[int, int]]) -> list[list[str]]:
+        _test_crash_hook(shard)
+        return self.proposer.propose(texts, states)
+
+    def peak_memory_mb(self) -> float:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _test_crash_hook(shard: int) -> None:
+    """For the resume test only: die (once, marked by a file) while working on a given shard."""
+    at, marker = os.environ.get("IDGENREC_TEST_KILL_ACTOR_AT_SHARD"), os.environ.get("IDGENREC_TEST_KILL_MARKER")
+    if at is not None and marker and int(at) == shard and not Path(marker).exists():
+        Path(marker).write_text("killed")
+        os._exit(1)

@@ -1,0 +1,295 @@
+"""``idgenrec ids``: unique textual IDs for every item (and optionally every user) with Ray.
+
+N generator actors each load the model once and work on fixed shards of the catalog; one registry actor owns the
+taken IDs. Work runs in bulk-synchronous rounds (see idgen.algorithm1): each round, shards of pending items go to
+whichever actor is free, and their proposals are claimed at the registry in shard order, which is item order. So the
+table is identical whatever the number of actors. Every shard's proposals and every finished round are saved under
+``out/work/`` (atomically): a resubmitted job continues from there and ends with the same table.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.atomic import atomic_path, write_json
+from catalog.errors import DataError
+from catalog.progress import progress
+from catalog.store import read_catalog
+from idgen.algorithm1 import Algorithm1Config, Assignment, State, advance, escalation_fractions, penalty, window
+from idgen.userids import user_id_sources
+
+log = logging.getLogger("idgenrec.ids")
+
+
+@dataclass
+class IDJobConfig:
+    catalog: Path | None = None
+    out: Path | None = None
+    model: Path | None = None
+    actors: int = 2
+    address: str | None = None
+    shard_size: int = 256
+    batch_size: int = 64
+    max_source_tokens: int = 128
+    user_ids: bool = False
+    max_history: int = 20
+    device: str = "cpu"
+    groups: int = 10
+    beams_per_group: int = 1
+    lambda_start: float = 1.0
+    lambda_step: float = 1.0
+    lambda_max: float = 10.0
+    window_width: int = 10
+    max_windows: int = 3
+    length_penalty: float = 1.0
+
+    def check(self) -> None:
+        if self.actors < 1 or self.shard_size < 1 or self.batch_size < 1:
+            raise ValueError("actors, shard_size and batch_size must be >= 1")
+
+    def algorithm1(self) -> Algorithm1Config:
+        return Algorithm1Config(**{f.name: getattr(self, f.name) for f in fields(Algorithm1Config)})
+
+    def result_hash(self) -> str:
+        """What the table depends on (not actors or address): resuming with another value would mix tables."""
+        keys = {k: str(v) for k, v in asdict(self).items() if k not in ("actors", "address", "out", "device")}
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+
+
+HELP = {
+    "catalog": "catalog directory (from idgenrec prepare)",
+    "out": "output directory: item_ids.parquet, user_ids.parquet, summary.json, work/ (resume state)",
+    "model": "ID generator directory (model + tokenizer, e.g. from idgenrec idgen-warmstart)",
+    "actors": "generator actors (one CPU or GPU each)",
+    "address": "Ray cluster address (default: RAY_ADDRESS if set, else a local Ray instance)",
+    "shard_size": "items per shard (the unit of work and of resume)",
+    "user_ids": "also generate user IDs, one per (user, target position), from history item IDs only",
+    "groups": "k: diverse beam groups (= candidates per attempt)",
+    "lambda_max": "highest diversity penalty before the length window widens",
+    "window_width": "length windows are [1, w], [w, 2w], ...",
+    "max_windows": "windows to try before giving up on an item",
+}
+
+
+def check_texts(texts: list[str], names: list[str], where: Path) -> None:
+    empty = [n for n, t in zip(names, texts) if not t.strip()]
+    if empty:
+        raise DataError(where, None, f"{len(empty)} item(s) with empty text, e.g. {empty[:5]}: no ID can be "
+                        "generated from nothing (fix the data or re-run prepare with fallback fields)")
+    seen: set[str] = set()
+    dup = [n for n in names if n in seen or seen.add(n)]
+    if dup:
+        raise DataError(where, None, f"duplicate item ids {dup[:5]}")
+
+
+def check_id_space(n: int, vocab_size: int, specials: int, cfg: Algorithm1Config) -> None:
+    """Fail early when there are more items than distinct token sequences up to the longest window."""
+    longest = window(State(0, cfg.max_windows - 1), cfg)[1]
+    v = vocab_size - specials
+    space = sum(v ** L for L in range(1, longest + 1)) if v > 1 else longest
+    if n > space:
+        raise ValueError(f"{n} items but only {space} distinct IDs of at most {longest} tokens over a vocabulary of "
+                         f"{v}: use a larger vocabulary or raise max_windows")
+
+
+class RoundState:
+    """Assignments, per-item escalation state and attempts, saved after every round."""
+
+    def __init__(self, n: int):
+        self.round = 0
+        self.states = [State() for _ in range(n)]
+        self.attempts = [0] * n
+        self.ids: list[str | None] = [None] * n
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.table({"id": self.ids, "lam": [s.lam for s in self.states],
+                                     "window": [s.window for s in self.states], "attempts": self.attempts}), tmp)
+
+    @classmethod
+    def load(cls, path: Path, rnd: int) -> "RoundState":
+        t = pq.read_table(path).to_pydict()
+        st = cls(len(t["id"]))
+        st.round, st.ids, st.attempts = rnd, t["id"], t["attempts"]
+        st.states = [State(a, b) for a, b in zip(t["lam"], t["window"])]
+        return st
+
+
+def _latest_round(work: Path) -> tuple[int, Path] | None:
+    rounds = sorted(work.glob("round_*.parquet"))
+    return (int(rounds[-1].stem.split("_")[1]), rounds[-1]) if rounds else None
+
+
+def _proposals_path(work: Path, rnd: int, shard: int) -> Path:
+    return work / f"proposals_r{rnd:03d}" / f"shard_{shard:05d}.json"
+
+
+def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, actors, registry) -> list[Assignment]:
+    """Algorithm 1 over ``texts`` with the actors and the registry; resumes from ``work``."""
+    import ray
+    from ray.util import ActorPool
+
+    a1 = cfg.algorithm1()
+    work.mkdir(parents=True, exist_ok=True)
+    latest = _latest_round(work)
+    st = RoundState.load(latest[1], latest[0]) if latest else RoundState(len(texts))
+    if latest:
+        log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
+                 sum(i is not None for i in st.ids), len(texts))
+    n_shards = (len(texts) + cfg.shard_size - 1) // cfg.shard_size
+    exit_after = int(os.environ.get("IDGENREC_TEST_EXIT_AFTER_SHARDS", "-1"))  # resume test: simulate a crash
+    shards_done = 0
+    while True:
+        pending = [i for i, x in enumerate(st.ids) if x is None]
+        if not pending:
+            break
+        ray.get(registry.reset.remote([x for x in st.ids if x is not None]))
+        rnd = st.round + 1
+        by_shard: dict[int, list[int]] = {}
+        for i in pending:
+            by_shard.setdefault(i // cfg.shard_size, []).append(i)
+        todo = [j for j in sorted(by_shard) if not _proposals_path(work, rnd, j).exists()]
+        results = iter(ActorPool(actors).map(
+            lambda a, j: a.propose.remote(j, [texts[i] for i in by_shard[j]], [tuple(st.states[i]) for i in by_shard[j]]),
+            todo))
+        t0, failed_all, claimed_n = time.time(), [], 0
+        bar = progress(total=len(pending), desc=f"{work.name} round {rnd}", unit="item")
+        for j in sorted(by_shard):
+            path = _proposals_path(work, rnd, j)
+            if path.exists():
+                cands = json.loads(path.read_text())
+            else:
+                cands = next(results)
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps(cands))
+            claimed, failed = ray.get(registry.claim.remote(list(zip(by_shard[j], cands))))
+            for item, text in claimed:
+                st.ids[item] = text
+            failed_all += failed
+            claimed_n += len(claimed)
+            bar.update(len(by_shard[j]))
+            shards_done += 1
+            if shards_done == exit_after:
+                raise SystemExit(f"test hook: stopping after {exit_after} shards")
+        bar.close()
+        for i in pending:
+            st.attempts[i] += 1
+        moved = {i: st.states[i] for i in failed_all}
+        advance(failed_all, moved, a1, names)
+        for i, s in moved.items():
+            st.states[i] = s
+        st.round = rnd
+        st.save(work / f"round_{rnd:03d}.parquet")
+        dt = time.time() - t0
+        log.info("%s round %d: %d claimed, %d retry at a higher lambda or longer window (%.1f items/s)",
+                 work.name, rnd, claimed_n, len(failed_all), len(pending) / max(dt, 1e-9))
+    return [Assignment(i, st.ids[i], st.attempts[i], penalty(st.states[i], a1), window(st.states[i], a1))
+            for i in range(len(texts))]
+
+
+def _table(assignments: list[Assignment], tokenizer, extra: dict[str, list]) -> pa.Table:
+    token_ids = tokenizer([a.id for a in assignments], add_special_tokens=False)["input_ids"] if assignments else []
+    return pa.table({**extra, "id": [a.id for a in assignments],
+                     "token_ids": pa.array(token_ids, pa.list_(pa.int32())),
+                     "attempts": [a.attempts for a in assignments], "lambda": [a.lam for a in assignments],
+                     "window_lo": [a.window[0] for a in assignments], "window_hi": [a.window[1] for a in assignments]})
+
+
+def start_ray(address: str | None, actors: int) -> bool:
+    """Connect to a cluster (``address``, or RAY_ADDRESS under ``ray job submit``) or start a local instance.
+
+    Returns whether this call started Ray (then the job shuts it down at the end)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _actor_options() -> dict:
+    """Pass the test hooks (IDGENREC_TEST_*) on to the actors' processes."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("IDGENREC_TEST_")}
+    return {"runtime_env": {"env_vars": env}} if env else {}
+
+
+def run_ids(cfg: IDJobConfig) -> dict:
+    if cfg.catalog is None or cfg.out is None or cfg.model is None:
+        raise ValueError("ids needs catalog, out and model")
+    from catalog.tokenizer import load_tokenizer
+
+    t_start = time.time()
+    cat = read_catalog(cfg.catalog)
+    check_texts(cat.texts, cat.item_ids, cfg.catalog)
+    tok = load_tokenizer(cfg.model)
+    check_id_space(len(cat.item_ids), len(tok), len(tok.all_special_ids), cfg.algorithm1())
+    out, work = Path(cfg.out), Path(cfg.out) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "config_hash.txt"
+    if marker.exists() and marker.read_text() != cfg.result_hash():
+        raise ValueError(f"{out}: holds work of a job with another configuration; use another --out or remove it")
+    marker.write_text(cfg.result_hash())
+    import ray
+
+    started = start_ray(cfg.address, cfg.actors)
+    try:
+        return _run_with_ray(cfg, cat, tok, out, work, t_start)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: float) -> dict:
+    import ray
+
+    from cluster.generator_actor import GeneratorActor
+    from cluster.registry import Registry
+
+    actors = [GeneratorActor.options(**_actor_options()).remote(str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens,
+                                    cfg.device) for _ in range(cfg.actors)]
+    registry = Registry.remote()
+    summary: dict = {"actors": cfg.actors, "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    t0 = time.time()
+    items = run_kind(cat.texts, cat.item_ids, work / "items", cfg, actors, registry)
+    summary["items"] = {**escalation_fractions(items, cfg.algorithm1()), "seconds": round(time.time() - t0, 2),
+                        "items_per_s": round(len(items) / max(time.time() - t0, 1e-9), 2)}
+    write_table(out / "item_ids.parquet", _table(items, tok, {"item_id": cat.item_ids}))
+    if cfg.user_ids:
+        item_text = dict(zip(cat.item_ids, (a.id for a in items)))
+        keys, texts = user_id_sources(cat.sequences, item_text, cfg.max_history)
+        names = [f"{cat.users[k.user]}@{k.position}" for k in keys]
+        t1 = time.time()
+        users = run_kind(texts, names, work / "users", cfg, actors, registry)
+        summary["users"] = {**escalation_fractions(users, cfg.algorithm1()), "seconds": round(time.time() - t1, 2)}
+        write_table(out / "user_ids.parquet", _table(users, tok, {
+            "user_id": [cat.users[k.user] for k in keys], "position": [k.position for k in keys]}))
+    summary["peak_memory_mb"] = {
+        "actors": ray.get([a.peak_memory_mb.remote() for a in actors]),
+        "registry": ray.get(registry.peak_memory_mb.remote())}
+    summary["wall_seconds"] = round(time.time() - t_start, 2)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_id_table(path: Path | str) -> dict[str, list]:
+    """An ID table as columns (item_id or user_id/position, id, token_ids, ...)."""
+    return pq.read_table(path).to_pydict()

@@ -1,0 +1,150 @@
+"""Diverse (group) beam search with a Hamming diversity penalty (Vijayakumar et al., 2016), batched over items.
+
+transformers 5 dropped group beam search from its core, so this is our own. Per item: ``groups`` groups of
+``beams_per_group`` beams. At each step the groups choose in order; a token already chosen at this step by earlier
+groups of the same item costs ``diversity_penalty`` per use (the penalty enters the beam score, as in the paper's
+HuggingFace setting). Each group is an ordinary beam search otherwise: of its top ``2 * beams_per_group`` candidates,
+an end-of-sequence ranked within the first ``beams_per_group`` finishes a hypothesis, the first ``beams_per_group``
+others continue. Hypotheses are scored ``sum log p / (length + 1) ** length_penalty`` (``+1``: the end token).
+
+Length window: end-of-sequence is forbidden before ``min_new_tokens`` tokens and forced after ``max_new_tokens``.
+A group stops once it holds ``beams_per_group`` hypotheses and no running beam can still beat the worst of them.
+Many items run at once: the encoder runs once, the decoder's key/value cache is reused and reordered; the only
+per-step Python loop is over groups (they depend on each other through the penalty).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from idgen.seq2seq import CachedDecoder
+
+NEG = -1e9  # a score that marks an empty slot (finite, so sums stay finite)
+
+
+@dataclass(frozen=True)
+class DiverseBeamConfig:
+    groups: int = 10
+    beams_per_group: int = 1
+    diversity_penalty: float = 1.0
+    min_new_tokens: int = 1
+    max_new_tokens: int = 10
+    length_penalty: float = 1.0
+
+    def __post_init__(self):
+        if self.groups < 1 or self.beams_per_group < 1:
+            raise ValueError("groups and beams_per_group must be >= 1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"bad length window [{self.min_new_tokens}, {self.max_new_tokens}]")
+
+
+@dataclass
+class BeamResult:
+    """Per item, ``groups * beams_per_group`` finished hypotheses, best first.
+
+    tokens: (items, candidates, max_new_tokens) content token ids, padded; lengths: (items, candidates);
+    scores: (items, candidates) length-normalized (``-inf`` marks an empty candidate); groups: (items, candidates).
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    scores: torch.Tensor
+    groups: torch.Tensor
+
+    def sequences(self, item: int) -> list[list[int]]:
+        return [self.tokens[item, c, : self.lengths[item, c]].tolist()
+                for c in range(self.tokens.shape[1]) if self.scores[item, c] > float("-inf")]
+
+
+def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, banned: list[int]) -> None:
+    """Length window and banned tokens, in place, on (..., vocab) log-probabilities."""
+    if banned:
+        logp[..., banned] = float("-inf")
+    if step < cfg.min_new_tokens:
+        logp[..., eos] = float("-inf")
+    if step >= cfg.max_new_tokens:
+        keep = logp[..., eos].clone()
+        logp.fill_(float("-inf"))
+        logp[..., eos] = keep
+
+
+@torch.inference_mode()
+def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DiverseBeamConfig,
+                        eos_token_id: int, pad_token_id: int, banned_token_ids: list[int] | None = None) -> BeamResult:
+    """Run the search for a batch of encoder inputs (items, source length)."""
+    N, G, P, T = input_ids.shape[0], cfg.groups, cfg.beams_per_group, cfg.max_new_tokens
+    dev = input_ids.device
+    banned = sorted(set(banned_token_ids if banned_token_ids is not None else [pad_token_id]) - {eos_token_id})
+    dec = CachedDecoder(model, input_ids, attention_mask, G * P)
+    alpha = cfg.length_penalty
+
+    beam_scores = torch.full((N, G, P), NEG, device=dev)
+    beam_scores[:, :, 0] = 0.0  # identical start beams: only the first may extend, as in HuggingFace
+    running = torch.full((N * G * P, max(T, 1)), pad_token_id, dtype=torch.long, device=dev)
+    fin_norm = torch.full((N, G, P), float("-inf"), device=dev)
+    fin_tokens = torch.full((N, G, P, max(T, 1)), pad_token_id, dtype=torch.long, device=dev)
+    fin_len = torch.zeros((N, G, P), dtype=torch.long, device=dev)
+    done = torch.zeros((N, G), dtype=torch.bool, device=dev)
+    rank = torch.arange(2 * P, device=dev)
+    row_base = (torch.arange(N, device=dev)[:, None] * G + torch.arange(G, device=dev)[None, :]) * P  # (N, G)
+    last = dec.start()
+
+    for step in range(T + 1):
+        logp = dec.step(last)
+        V = logp.shape[-1]
+        logp = logp.view(N, G, P, V)
+        _mask_step(logp, step, cfg, eos_token_id, banned)
+        counts = torch.zeros((N, V), device=dev)
+        new_scores = beam_scores.clone()
+        new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)
+        new_tok = torch.full((N, G, P), pad_token_id, dtype=torch.long, device=dev)
+        for g in range(G):
+            live = ~done[:, g]  # (N,)
+            s = logp[:, g] - cfg.diversity_penalty * counts[:, None, :] + beam_scores[:, g, :, None]
+            top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
+            beam, tok = top_i // V, top_i % V
+            valid = top_s > NEG / 2
+            is_eos = tok == eos_token_id
+            # finished hypotheses: end token within the group's first P candidates
+            add = is_eos & (rank < P) & valid & live[:, None]
+            cand_norm = torch.where(add, top_s / float(step + 1) ** alpha, torch.tensor(float("-inf"), device=dev))
+            src_rows = row_base[:, g, None] + beam  # (N, 2P)
+            cand_tokens = running[src_rows.view(-1)].view(N, 2 * P, -1)
+            all_norm = torch.cat([fin_norm[:, g], cand_norm], dim=1)
+            all_tokens = torch.cat([fin_tokens[:, g], cand_tokens], dim=1)
+            all_len = torch.cat([fin_len[:, g], torch.full((N, 2 * P), step, device=dev, dtype=torch.long)], dim=1)
+            best_norm, best_idx = all_norm.topk(P, dim=1)
+            fin_norm[:, g] = best_norm
+            fin_tokens[:, g] = all_tokens.gather(1, best_idx[:, :, None].expand(-1, -1, all_tokens.shape[-1]))
+            fin_len[:, g] = all_len.gather(1, best_idx)
+            # continuing beams: the first P candidates that are not the end token
+            keep = ~is_eos & valid
+            order = torch.where(keep, rank, rank + 2 * P).argsort(dim=1)[:, :P]
+            chosen_ok = keep.gather(1, order) & live[:, None]
+            chosen_s = torch.where(chosen_ok, top_s.gather(1, order), torch.tensor(NEG, device=dev))
+            chosen_tok = tok.gather(1, order)
+            live_rows = live[:, None].expand(-1, P)
+            new_scores[:, g] = torch.where(live_rows, chosen_s, beam_scores[:, g])
+            new_rows[:, g] = torch.where(live_rows, row_base[:, g, None] + beam.gather(1, order), new_rows[:, g])
+            new_tok[:, g] = torch.where(chosen_ok, chosen_tok, torch.full_like(chosen_tok, pad_token_id))
+            counts.scatter_add_(1, chosen_tok, chosen_ok.float())
+        beam_scores = new_scores
+        full = torch.isfinite(fin_norm).all(dim=-1)
+        bound = beam_scores.max(dim=-1).values / float(T + 1) ** alpha  # best any running beam could still reach
+        done |= full & (fin_norm.min(dim=-1).values >= bound) | (step >= T)
+        if bool(done.all()):
+            break
+        rows = new_rows.view(-1)
+        dec.reorder(rows)
+        running = running[rows]
+        running[:, step] = new_tok.view(-1)
+        last = new_tok.view(-1)
+
+    C = G * P
+    norm = fin_norm.view(N, C)
+    order = norm.argsort(dim=1, descending=True, stable=True)
+    groups = torch.arange(G, device=dev).repeat_interleave(P).expand(N, C)
+    return BeamResult(
+        tokens=fin_tokens.view(N, C, -1).gather(1, order[:, :, None].expand(-1, -1, fin_tokens.shape[-1])),
+        lengths=fin_len.view(N, C).gather(1, order), scores=norm.gather(1, order), groups=groups.gather(1, order))

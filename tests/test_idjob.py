@@ -1,0 +1,110 @@
+"""The Ray ID job, for real: local Ray, 1 and 2 actors, a killed actor, a crashed driver, and `ray job submit`."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cluster.idjob import IDJobConfig, read_id_table, run_ids
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(catalog, model, out, actors, **kw):
+    return IDJobConfig(catalog=catalog, out=out, model=model, actors=actors, shard_size=8, batch_size=8, groups=4,
+                       **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_table(tiny_generator, collide_catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ids") / "one_actor"
+    summary = run_ids(_cfg(collide_catalog, tiny_generator, out, actors=1, user_ids=True))
+    return read_id_table(out / "item_ids.parquet"), read_id_table(out / "user_ids.parquet"), summary
+
+
+def test_unique_complete_and_escalated(reference_table):
+    items, users, summary = reference_table
+    assert len(items["id"]) == 48 and len(set(items["id"])) == 48 and all(items["id"])
+    assert items["item_id"][0] == "i00a" and all(len(t) >= 1 for t in items["token_ids"])
+    assert max(items["attempts"]) > 1  # identical texts forced lambda up or the window wider
+    assert summary["items"]["needed_higher_lambda"] > 0
+    assert len(set(users["id"])) == len(users["id"]) == 30 * 4  # 5 items each: positions 1..4
+
+
+def test_two_actors_give_the_same_table(reference_table, tiny_generator, collide_catalog, tmp_path):
+    run_ids(_cfg(collide_catalog, tiny_generator, tmp_path / "two", actors=2, user_ids=True))
+    assert read_id_table(tmp_path / "two" / "item_ids.parquet") == reference_table[0]
+    assert read_id_table(tmp_path / "two" / "user_ids.parquet") == reference_table[1]
+
+
+def test_killed_actor_and_crashed_driver_resume_to_the_same_table(reference_table, tiny_generator, collide_catalog,
+                                                                  tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    # an actor process dies (os._exit) while working on shard 3: Ray restarts it and retries the shard
+    monkeypatch.setenv("IDGENREC_TEST_KILL_ACTOR_AT_SHARD", "3")
+    monkeypatch.setenv("IDGENREC_TEST_KILL_MARKER", str(tmp_path / "killed"))
+    # and the driver itself stops after 7 shards: the job dies
+    monkeypatch.setenv("IDGENREC_TEST_EXIT_AFTER_SHARDS", "7")
+    with pytest.raises(SystemExit):
+        run_ids(_cfg(collide_catalog, tiny_generator, out, actors=2, user_ids=True))
+    assert (tmp_path / "killed").exists() and not (out / "item_ids.parquet").exists()
+    saved = list((out / "work" / "items").glob("proposals_r*/shard_*.json"))
+    assert len(saved) >= 6
+    monkeypatch.delenv("IDGENREC_TEST_EXIT_AFTER_SHARDS")
+    run_ids(_cfg(collide_catalog, tiny_generator, out, actors=2, user_ids=True))  # resubmit
+    assert read_id_table(out / "item_ids.parquet") == reference_table[0]
+    assert read_id_table(out / "user_ids.parquet") == reference_table[1]
+
+
+def test_bad_input_is_named(tiny_generator, tmp_path):
+    from catalog.prepare import PrepareConfig, prepare
+    from tests.conftest import write_shared
+
+    write_shared(tmp_path / "d", {"u": ["a", "b", "c"]}, [{"item_id": "a", "title": "x"}, {"item_id": "b"},
+                                                           {"item_id": "c", "title": "y"}])
+    prepare(PrepareConfig(data=tmp_path / "d", out=tmp_path / "cat"))
+    with pytest.raises(Exception, match=r"empty text, e.g. \['b'\]"):
+        run_ids(_cfg(tmp_path / "cat", tiny_generator, tmp_path / "o", actors=1))
+
+
+def test_id_space_too_small():
+    from idgen.algorithm1 import Algorithm1Config
+    from cluster.idjob import check_id_space
+
+    cfg = Algorithm1Config(window_width=2, max_windows=1)  # IDs of 1 or 2 tokens
+    check_id_space(6, 5, 3, cfg)  # 2 usable tokens: 2 + 4 = 6 IDs
+    with pytest.raises(ValueError, match="7 items but only 6 distinct IDs"):
+        check_id_space(7, 5, 3, cfg)
+
+
+def _ray(*args, **kw):
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.run([ray_bin, *args], env=env, capture_output=True, text=True, **kw)
+
+
+def test_ray_job_submit_round_trip(reference_table, tiny_generator, collide_catalog, tmp_path):
+    started = _ray("start", "--head", "--num-cpus=2", "--dashboard-host=127.0.0.1", "--disable-usage-stats",
+                   timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        for _ in range(60):  # the dashboard answers a moment after `ray start` returns
+            try:
+                urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        out = tmp_path / "submitted"
+        job = _ray("job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", str(REPO), "--",
+                   sys.executable, "-m", "cluster.cli", "ids", "--catalog", str(collide_catalog), "--model",
+                   str(tiny_generator), "--out", str(out), "--actors", "2", "--shard-size", "8", "--batch-size", "8",
+                   "--groups", "4", timeout=600)
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        assert "ids: 48 items" in job.stdout
+        assert read_id_table(out / "item_ids.parquet") == reference_table[0]
+    finally:
+        _ray("stop", "--force", timeout=120)
