@@ -38,7 +38,7 @@ class IDJobConfig:
     address: str | None = None
     shard_size: int = 256
     batch_size: int = 64
-    max_source_tokens: int = 128
+    max_source_tokens: int = 64
     user_ids: bool = False
     max_history: int = 20
     device: str = "cpu"

@@ -15,6 +15,7 @@ per-step Python loop is over groups (they depend on each other through the penal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -31,6 +32,7 @@ class DiverseBeamConfig:
     min_new_tokens: int = 1
     max_new_tokens: int = 10
     length_penalty: float = 1.0
+    early_stopping: bool = False  # True: a group stops at beams_per_group hypotheses (transformers' early_stopping)
 
     def __post_init__(self):
         if self.groups < 1 or self.beams_per_group < 1:
@@ -57,6 +59,16 @@ class BeamResult:
                 for c in range(self.tokens.shape[1]) if self.scores[item, c] > float("-inf")]
 
 
+class Constraint(Protocol):
+    """Restricts the next token of each beam row (e.g. a prefix trie); follows the beams as they are reordered."""
+
+    def allowed(self) -> torch.Tensor:
+        """(rows, vocab) bool: tokens each row may take next."""
+
+    def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Row i now continues old row ``rows[i]`` with ``tokens[i]``."""
+
+
 def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, banned: list[int]) -> None:
     """Length window and banned tokens, in place, on (..., vocab) log-probabilities."""
     if banned:
@@ -71,8 +83,12 @@ def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, 
 
 @torch.inference_mode()
 def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DiverseBeamConfig,
-                        eos_token_id: int, pad_token_id: int, banned_token_ids: list[int] | None = None) -> BeamResult:
-    """Run the search for a batch of encoder inputs (items, source length)."""
+                        eos_token_id: int, pad_token_id: int, banned_token_ids: list[int] | None = None,
+                        constraint: Constraint | None = None) -> BeamResult:
+    """Run the search for a batch of encoder inputs (items, source length).
+
+    With ``groups=1`` and no penalty this is ordinary beam search; ``constraint`` limits the tokens (trie decoding).
+    """
     N, G, P, T = input_ids.shape[0], cfg.groups, cfg.beams_per_group, cfg.max_new_tokens
     dev = input_ids.device
     banned = sorted(set(banned_token_ids if banned_token_ids is not None else [pad_token_id]) - {eos_token_id})
@@ -95,6 +111,8 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         V = logp.shape[-1]
         logp = logp.view(N, G, P, V)
         _mask_step(logp, step, cfg, eos_token_id, banned)
+        if constraint is not None:
+            logp.view(-1, V).masked_fill_(~constraint.allowed(), float("-inf"))
         counts = torch.zeros((N, V), device=dev)
         new_scores = beam_scores.clone()
         new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)
@@ -132,11 +150,14 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         beam_scores = new_scores
         full = torch.isfinite(fin_norm).all(dim=-1)
         bound = beam_scores.max(dim=-1).values / float(T + 1) ** alpha  # best any running beam could still reach
-        done |= full & (fin_norm.min(dim=-1).values >= bound) | (step >= T)
+        enough = full if cfg.early_stopping else full & (fin_norm.min(dim=-1).values >= bound)
+        done |= enough | (step >= T)
         if bool(done.all()):
             break
         rows = new_rows.view(-1)
         dec.reorder(rows)
+        if constraint is not None:
+            constraint.advance(rows, new_tok.view(-1))
         running = running[rows]
         running[:, step] = new_tok.view(-1)
         last = new_tok.view(-1)

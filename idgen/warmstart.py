@@ -31,10 +31,10 @@ class WarmStartConfig:
     out: Path | None = None
     model_size: str = "mini"
     pretrained: Path | None = None
-    steps: int = 300
+    steps: int = 3000
     batch_size: int = 32
-    lr: float = 1e-3
-    max_source_tokens: int = 128
+    lr: float = 3e-3
+    max_source_tokens: int = 64
     max_tag_words: int = 8
     seed: int = 0
     device: str = "cpu"

@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmarks: locating real data, and a generator to measure with."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+SHARED_DATA = Path(os.environ.get("IDGENREC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def prepared(name: str, work: Path):
+    """The real dataset ``name`` from ../shared/data as a catalog under ``work`` (prepared once)."""
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.store import read_catalog
+
+    out = work / "catalog" / name
+    if not (out / "stats.json").exists():
+        src = SHARED_DATA / name
+        if not src.exists():
+            raise SystemExit(f"{src} not found: set IDGENREC_SHARED_DATA to the folder holding the datasets")
+        prepare(PrepareConfig(data=src, out=out, domain=name))
+    return read_catalog(out)
+
+
+def generator_dir(texts: list[str], work: Path, size: str = "mini", vocab: int = 8000) -> Path:
+    """A randomly initialized generator of ``size`` with a tokenizer trained on ``texts`` (made once)."""
+    from catalog.tokenizer import build_tokenizer, load_tokenizer
+    from idgen.model import build_model, model_config, save_model
+
+    out = work / f"generator_{size}"
+    if not (out / "config.json").exists():
+        build_tokenizer(texts, work / "tokenizer", vocab_size=vocab)
+        tok = load_tokenizer(work / "tokenizer")
+        save_model(build_model(model_config(size), tok), tok, out)
+    return out
