@@ -7,7 +7,7 @@ import sys
 from catalog.config import ConfigError
 from catalog.errors import DataError
 from idgen.algorithm1 import IDSpaceExhausted
-from cluster import commands, demo, idgen_commands
+from cluster import commands, demo, eval_commands, idgen_commands
 from cluster.logs import setup_logging
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     commands.register(sub)
     idgen_commands.register(sub)
+    eval_commands.register(sub)
     demo.register(sub)
     return parser
 

@@ -113,13 +113,15 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         _mask_step(logp, step, cfg, eos_token_id, banned)
         if constraint is not None:
             logp.view(-1, V).masked_fill_(~constraint.allowed(), float("-inf"))
-        counts = torch.zeros((N, V), device=dev)
+        counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()
         new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)
         new_tok = torch.full((N, G, P), pad_token_id, dtype=torch.long, device=dev)
         for g in range(G):
             live = ~done[:, g]  # (N,)
-            s = logp[:, g] - cfg.diversity_penalty * counts[:, None, :] + beam_scores[:, g, :, None]
+            s = logp[:, g] + beam_scores[:, g, :, None]
+            if cfg.diversity_penalty and g:  # plain beam search (one group, or no penalty) skips this pass
+                s -= cfg.diversity_penalty * counts[:, None, :]
             top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
             beam, tok = top_i // V, top_i % V
             valid = top_s > NEG / 2
@@ -146,7 +148,8 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
             new_scores[:, g] = torch.where(live_rows, chosen_s, beam_scores[:, g])
             new_rows[:, g] = torch.where(live_rows, row_base[:, g, None] + beam.gather(1, order), new_rows[:, g])
             new_tok[:, g] = torch.where(chosen_ok, chosen_tok, torch.full_like(chosen_tok, pad_token_id))
-            counts.scatter_add_(1, chosen_tok, chosen_ok.float())
+            if counts is not None:
+                counts.scatter_add_(1, chosen_tok, chosen_ok.float())
         beam_scores = new_scores
         full = torch.isfinite(fin_norm).all(dim=-1)
         bound = beam_scores.max(dim=-1).values / float(T + 1) ** alpha  # best any running beam could still reach

@@ -1,0 +1,39 @@
+"""HR@k and NDCG@k for leave-one-out: one held-out target per user, ranked over all items.
+
+With a single relevant item, HR@k = 1 if it is in the top k, and NDCG@k = 1 / log2(rank + 1) at its 1-based rank
+(0 outside the top k); the ideal DCG is 1. Each user counts once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def target_rank(ranked: Sequence, target) -> int | None:
+    """1-based rank of ``target`` in ``ranked``, or None when absent."""
+    for r, item in enumerate(ranked, start=1):
+        if item == target:
+            return r
+    return None
+
+
+def hit(rank: int | None, k: int) -> float:
+    return 1.0 if rank is not None and rank <= k else 0.0
+
+
+def ndcg(rank: int | None, k: int) -> float:
+    return 1.0 / math.log2(rank + 1) if rank is not None and rank <= k else 0.0
+
+
+def leave_one_out_metrics(ranked_lists: Sequence[Sequence], targets: Sequence, ks: Sequence[int] = (5, 10)
+                          ) -> dict[str, float]:
+    """Mean HR@k and NDCG@k over users; ``ranked_lists[u]`` must hold at least max(ks) items when available."""
+    if len(ranked_lists) != len(targets):
+        raise ValueError(f"{len(ranked_lists)} ranked lists for {len(targets)} targets")
+    n = max(len(targets), 1)
+    ranks = [target_rank(r, t) for r, t in zip(ranked_lists, targets)]
+    out: dict[str, float] = {"users": len(targets)}
+    for k in ks:
+        out[f"HR@{k}"] = sum(hit(r, k) for r in ranks) / n
+        out[f"NDCG@{k}"] = sum(ndcg(r, k) for r in ranks) / n
+    return out

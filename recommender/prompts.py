@@ -1,0 +1,37 @@
+"""Prompts for sequential recommendation, in the spirit of P5 and the paper, with no dataset name in them, so a
+model moves across platforms. Training picks a template at random per sample (seeded); evaluation uses a fixed one.
+The history is item IDs oldest first, separated by " ; " so the recommender can tell items apart.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+ITEM_SEPARATOR = " ; "
+EVAL_TEMPLATE = 0
+
+# {user} is replaced by "user <id> " (or nothing when user IDs are off); {history} by the item IDs.
+TEMPLATES = (
+    "{user}has purchased items {history} ; predict the next possible item to be bought by the user .",
+    "given the following purchase history of {user}: {history} ; predict next possible item for the user .",
+    "here is the purchase history of {user}: {history} ; what to recommend next for the user ?",
+    "{user}has interacted with items {history} ; what is the next recommendation for the user ?",
+    "based on the items {user}has bought: {history} ; can you recommend the next item ?",
+    "according to the history {history} of {user}, which item will be chosen next ?",
+    "{user}bought {history} in this order ; guess the next item .",
+    "the sequence of items of {user}is {history} ; recommend one item to follow .",
+    "considering {history} , the items of {user}so far , predict the item that comes next .",
+    "{user}liked {history} ; what would the user like next ?",
+)
+
+
+def render_prompt(history: Sequence[str], user_id: str | None = None, template: int = EVAL_TEMPLATE) -> str:
+    """A prompt from item IDs (oldest first) and an optional user ID."""
+    if not history:
+        raise ValueError("empty history: a prompt needs at least one item")
+    user = f"user {user_id} " if user_id else "the user "
+    return TEMPLATES[template].format(user=user, history=ITEM_SEPARATOR.join(history))
+
+
+def pick_template(rng: random.Random) -> int:
+    return rng.randrange(len(TEMPLATES))

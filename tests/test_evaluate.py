@@ -1,0 +1,54 @@
+"""`idgenrec eval` end to end on a small catalog with a tiny random recommender."""
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.split import samples
+from catalog.store import read_catalog
+from catalog.tokenizer import load_tokenizer
+from cluster.cli import main
+from idgen.model import build_model, model_config, save_model
+
+
+@pytest.fixture(scope="module")
+def setup(collide_catalog, sample_tokenizer_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    cat = read_catalog(collide_catalog)
+    tok = load_tokenizer(sample_tokenizer_dir)
+    words = ["red", "blue", "green", "small", "big", "toy", "car", "doll"]
+    ids = [f"{words[i % 8]} {words[(i // 8) % 8]} {i}" for i in range(len(cat.item_ids))]
+    pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
+                             "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}), d / "item_ids.parquet")
+    save_model(build_model(model_config("tiny"), tok), tok, d / "rec")
+    return cat, d
+
+
+def test_eval_metrics(setup, collide_catalog, tmp_path):
+    cat, d = setup
+    args = ["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(d), "--out",
+            str(tmp_path), "--batch-size", "7"]
+    assert main(args + ["--split", "test"]) == 0
+    m = json.loads((tmp_path / "metrics_test.json").read_text())
+    eligible = sum(1 for s in cat.sequences if len(s) >= 3)
+    assert m["users"] == eligible == 30
+    for k in (5, 10):
+        assert 0.0 <= m[f"NDCG@{k}"] <= m[f"HR@{k}"] <= 1.0
+    assert m["HR@5"] <= m["HR@10"] and "HR@10" in m["popularity"]
+    topk = pq.read_table(tmp_path / "topk_test.parquet").to_pydict()
+    assert len(topk["user_id"]) == len(set(topk["user_id"])) == 30  # nobody counted twice
+    assert topk["target"] == [s.target for s in samples(cat.sequences, "test")]
+    assert all(len(r) == 20 and len(set(r)) == 20 for r in topk["topk"])  # 20 distinct items, all real
+    assert all(set(r) <= set(cat.item_ids) for r in topk["topk"])
+    assert all(a >= b for sc in topk["scores"] for a, b in zip(sc, sc[1:]))  # ranked
+    assert main(args + ["--split", "valid", "--exclude-history"]) == 0
+    topk = pq.read_table(tmp_path / "topk_valid.parquet").to_pydict()
+    for r, s in zip(topk["topk"], samples(cat.sequences, "valid")):
+        assert not set(r) & set(s.history)
+
+
+def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
+    cat, d = setup
+    assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2

@@ -1,0 +1,31 @@
+import math
+
+import pytest
+
+from eval.baselines import popularity_metrics, popularity_ranking
+from eval.metrics import leave_one_out_metrics, ndcg, target_rank
+
+
+def test_hand_computed_examples():
+    ranked = [["a", "b", "c", "d", "e", "f"], ["x", "y"], ["q", "r", "s", "t", "u", "v", "w"]]
+    targets = ["c", "z", "v"]  # ranks 3, absent, 6
+    m = leave_one_out_metrics(ranked, targets, ks=(5, 10))
+    assert m["users"] == 3
+    assert m["HR@5"] == pytest.approx(1 / 3) and m["HR@10"] == pytest.approx(2 / 3)
+    assert m["NDCG@5"] == pytest.approx((1 / math.log2(4)) / 3)
+    assert m["NDCG@10"] == pytest.approx((1 / 2 + 1 / math.log2(7)) / 3)
+    assert ndcg(1, 5) == 1.0 and target_rank(["a"], "b") is None
+
+
+def test_each_user_counted_once():
+    with pytest.raises(ValueError):
+        leave_one_out_metrics([["a"]], ["a", "b"])
+
+
+def test_popularity_never_sees_the_targets():
+    seqs = [["a", "b", "z"], ["a", "c", "z"], ["b", "a", "z"]]  # z is only ever a test target
+    assert "z" not in popularity_ranking(seqs, "test", 10)
+    assert popularity_ranking(seqs, "test", 2) == ["a", "b"]
+    assert popularity_metrics(seqs, "test")["HR@10"] == 0.0
+    # valid: counts from the first items only (a, a, b) -> [a, b]; targets b, c, a -> 2 of 3 hit
+    assert popularity_metrics(seqs, "valid")["HR@5"] == pytest.approx(2 / 3)
