@@ -7,8 +7,8 @@ import sys
 from catalog.config import ConfigError
 from catalog.errors import DataError
 from idgen.algorithm1 import IDSpaceExhausted
-from cluster import commands, demo, eval_commands, idgen_commands
-from cluster.logs import setup_logging
+from cluster import commands, demo, eval_commands, idgen_commands, train_commands
+from catalog.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(sub)
     idgen_commands.register(sub)
     eval_commands.register(sub)
+    train_commands.register(sub)
     demo.register(sub)
     return parser
 

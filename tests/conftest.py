@@ -84,3 +84,21 @@ def tiny_generator(sample_tokenizer_dir, collide_catalog, tmp_path_factory) -> P
     warmstart(WarmStartConfig(catalog=[collide_catalog], tokenizer=sample_tokenizer_dir, out=out, model_size="tiny",
                               steps=300, batch_size=16, lr=1e-2))
     return out
+
+
+@pytest.fixture(scope="session")
+def word_ids(collide_catalog, sample_tokenizer_dir, tmp_path_factory) -> Path:
+    """An ID folder for the colliding catalog with simple unique IDs (no generator needed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catalog.store import read_catalog
+    from catalog.tokenizer import load_tokenizer
+
+    cat, tok = read_catalog(collide_catalog), load_tokenizer(sample_tokenizer_dir)
+    words = ["red", "blue", "green", "small", "big", "toy", "car", "doll"]
+    ids = [f"{words[i % 8]} {words[(i // 8) % 8]} {i}" for i in range(len(cat.item_ids))]
+    out = tmp_path_factory.mktemp("word_ids")
+    pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
+                             "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}), out / "item_ids.parquet")
+    return out

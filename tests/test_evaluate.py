@@ -1,7 +1,6 @@
 """`idgenrec eval` end to end on a small catalog with a tiny random recommender."""
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,21 +12,16 @@ from idgen.model import build_model, model_config, save_model
 
 
 @pytest.fixture(scope="module")
-def setup(collide_catalog, sample_tokenizer_dir, tmp_path_factory):
+def setup(collide_catalog, sample_tokenizer_dir, word_ids, tmp_path_factory):
     d = tmp_path_factory.mktemp("eval")
-    cat = read_catalog(collide_catalog)
     tok = load_tokenizer(sample_tokenizer_dir)
-    words = ["red", "blue", "green", "small", "big", "toy", "car", "doll"]
-    ids = [f"{words[i % 8]} {words[(i // 8) % 8]} {i}" for i in range(len(cat.item_ids))]
-    pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
-                             "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}), d / "item_ids.parquet")
     save_model(build_model(model_config("tiny"), tok), tok, d / "rec")
-    return cat, d
+    return read_catalog(collide_catalog), d, word_ids
 
 
 def test_eval_metrics(setup, collide_catalog, tmp_path):
-    cat, d = setup
-    args = ["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(d), "--out",
+    cat, d, ids = setup
+    args = ["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(ids), "--out",
             str(tmp_path), "--batch-size", "7"]
     assert main(args + ["--split", "test"]) == 0
     m = json.loads((tmp_path / "metrics_test.json").read_text())
@@ -49,6 +43,6 @@ def test_eval_metrics(setup, collide_catalog, tmp_path):
 
 
 def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
-    cat, d = setup
+    cat, d, ids = setup
     assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(tmp_path),
                  "--out", str(tmp_path / "o")]) == 2

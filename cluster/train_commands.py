@@ -1,0 +1,25 @@
+"""The training-data subcommand of ``idgenrec``: shards. (Training itself runs under the deepspeed launcher:
+``deepspeed --num_accelerators N --module pretrain.train --config ...``.)"""
+from __future__ import annotations
+
+import argparse
+
+from catalog.config import add_config_args, config_from_args
+from pretrain.shards import ShardsConfig, write_shards
+
+
+def run_shards(args: argparse.Namespace) -> None:
+    m = write_shards(config_from_args(ShardsConfig, args))
+    print(f"shards: {m['samples']} samples in {len(m['shards'])} shards; per domain {m['per_domain']}; "
+          f"config {m['config_hash']}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("shards", help="write training samples as WebDataset tar shards",
+                       description="Template every training sample (prompt with history item IDs -> target ID) of "
+                       "one or more catalogs, shuffle with the seed, and write WebDataset tar shards with a "
+                       "manifest.json (counts per domain and shard, config hash), atomically.")
+    add_config_args(p, ShardsConfig, {"catalog": "catalog directories", "ids": "ID directories, one per catalog",
+                                      "out": "shard folder to write", "user_ids": "put user IDs in the prompts",
+                                      "split": "train (default) or valid/test"})
+    p.set_defaults(func=run_shards)

@@ -1,0 +1,286 @@
+"""The recommender trainer: DeepSpeed ZeRO (stage 1, 2 or 3 from config) over WebDataset shards.
+
+    deepspeed --num_accelerators 2 --module pretrain.train --config configs/beauty.yaml
+    python -m pretrain.train --config configs/beauty.yaml          # one process, same code
+
+CPU uses gloo, CUDA GPUs NCCL and bf16. Teacher forcing on (prompt -> target item ID). Checkpoints in DeepSpeed's
+format every ``save_every`` optimizer steps and at the end; a relaunch resumes from the latest one, skipping the
+micro-batches already done, so it ends with the same parameters as an uninterrupted run (same data order, dropout
+seeded per step). At each epoch end the model is exported as a HuggingFace directory (safetensors + tokenizer) and,
+if a validation catalog is given, evaluated on the validation split; the best epoch is kept in ``out/best`` and
+evaluated on test at the end (model selection on validation, never on test).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+log = logging.getLogger("idgenrec.train")
+
+
+@dataclass
+class TrainConfig:
+    shards: Path | None = None
+    out: Path | None = None
+    tokenizer: Path | None = None
+    init: Path | None = None
+    model_size: str = "tiny"
+    zero_stage: int = 1
+    micro_batch: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    clip: float = 1.0
+    epochs: int = 1
+    save_every: int = 200
+    log_every: int = 10
+    max_source_tokens: int = 512
+    max_target_tokens: int = 32
+    loader_workers: int = 0
+    bf16: bool = False
+    seed: int = 0
+    valid_catalog: Path | None = None
+    valid_ids: Path | None = None
+    eval_beams: int = 20
+    eval_batch_size: int = 64
+    log_samples: bool = False
+
+    def check(self) -> None:
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"zero_stage must be 0..3, got {self.zero_stage}")
+        if self.micro_batch < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise ValueError("micro_batch, grad_accum and epochs must be >= 1")
+        if (self.valid_catalog is None) != (self.valid_ids is None):
+            raise ValueError("give both valid_catalog and valid_ids, or neither")
+
+
+HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
+        "tokenizer": "tokenizer directory (when not starting from --init)",
+        "init": "HuggingFace T5 directory to start from (e.g. a local t5-small)",
+        "model_size": "size when starting fresh: tiny, mini, small or a YAML path",
+        "zero_stage": "DeepSpeed ZeRO stage 0-3", "grad_accum": "micro-batches per optimizer step",
+        "save_every": "optimizer steps between checkpoints",
+        "valid_catalog": "catalog for validation-based model selection", "valid_ids": "its ID folder",
+        "log_samples": "write the keys of the samples each rank trained on (samples_rank<R>_epoch<E>.txt)"}
+
+
+def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.clip,
+        "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "torch_adam": True}},
+        "scheduler": {"type": "WarmupDecayLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr, "warmup_num_steps": min(cfg.warmup_steps, total_steps),
+            "total_num_steps": max(total_steps, 1), "warmup_type": "linear"}},
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.bf16},
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _single_process_env() -> None:
+    """Without a launcher: one rank, a free local port (DeepSpeed otherwise goes looking for MPI)."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def _skip_shm_comm_build() -> None:
+    """DeepSpeed compiles a shared-memory allreduce op on CPU at first start (~55 s per fresh machine); gloo
+    does the collectives without it."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def export_hf(engine, tokenizer, out: Path, rank: int) -> None:
+    """Full parameters (gathered under ZeRO-3) saved by rank 0 as safetensors + tokenizer, atomically."""
+    import deepspeed
+
+    from idgen.model import save_model
+
+    params = list(engine.module.parameters())
+    gather = (deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+              if engine.zero_optimization_stage() == 3 else _null())
+    with gather:
+        if rank == 0:
+            save_model(engine.module, tokenizer, out)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def train(cfg: TrainConfig) -> dict:
+    import deepspeed
+    import torch.distributed as dist
+
+    from catalog.atomic import write_json
+    from catalog.progress import progress
+    from catalog.tokenizer import load_tokenizer
+    from idgen.model import build_model, load_model, model_config
+    from idgen.seq2seq import seq2seq_batch
+    from pretrain.data import micro_steps_per_epoch, rank_batches
+
+    if cfg.shards is None or cfg.out is None or (cfg.tokenizer is None and cfg.init is None):
+        raise ValueError("train needs shards, out and tokenizer (or init)")
+    _single_process_env()
+    _skip_shm_comm_build()
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = Path(cfg.out)
+    tok = load_tokenizer(cfg.init or cfg.tokenizer)
+    if cfg.init is not None:
+        model = load_model(cfg.init)
+    else:
+        mcfg = model_config(cfg.model_size)
+        mcfg.seed = cfg.seed
+        model = build_model(mcfg, tok)
+    micro_per_epoch = micro_steps_per_epoch(cfg.shards, world, cfg.micro_batch, cfg.grad_accum)
+    total_steps = micro_per_epoch * cfg.epochs // cfg.grad_accum
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+                                           config=ds_config(cfg, total_steps))
+    device = engine.device
+    ckpt = out / "checkpoints"
+    state = {"epoch": 0, "micro_step": 0, "best": None, "history": []}
+    if (ckpt / "latest").exists():
+        _, client = engine.load_checkpoint(str(ckpt))
+        state.update((client or {}).get("idgenrec", {}))
+        if rank == 0:
+            log.info("resumed from %s at epoch %d, micro-step %d", (ckpt / "latest").read_text().strip(),
+                     state["epoch"], state["micro_step"])
+    metrics_log = out / "metrics.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch.bfloat16 if cfg.bf16 else None
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        batches = rank_batches(cfg.shards, cfg.micro_batch, cfg.loader_workers)
+        for _ in range(state["micro_step"]):  # already done before the checkpoint we resumed from
+            next(batches, None)
+        bar = progress(total=micro_per_epoch, initial=state["micro_step"], desc=f"epoch {epoch}", unit="step",
+                       disable=rank != 0)
+        t0, seen, losses = time.time(), 0, []
+        while state["micro_step"] < micro_per_epoch:
+            batch = next(batches, None)
+            real = batch is not None
+            pairs = batch if real else [{"src": "", "tgt": ""}]
+            inputs = seq2seq_batch(tok, [b["src"] for b in pairs], [b["tgt"] for b in pairs], cfg.max_source_tokens,
+                                   cfg.max_target_tokens, device)
+            torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * state["micro_step"] + rank)  # dropout
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = engine(**inputs).loss
+            engine.backward(loss * (1.0 if real else 0.0))
+            engine.step()
+            state["micro_step"] += 1
+            seen += len(batch) if real else 0
+            if real and cfg.log_samples:
+                with open(out / f"samples_rank{rank}_epoch{epoch}.txt", "a") as fh:
+                    fh.write("".join(b["key"] + "\n" for b in batch))
+            if real:
+                losses.append(loss.item())
+            bar.update(1)
+            step = engine.global_steps
+            if engine.is_gradient_accumulation_boundary() or state["micro_step"] % cfg.grad_accum == 0:
+                if rank == 0 and step % cfg.log_every == 0 and losses:
+                    rec = {"epoch": epoch, "step": step, "loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                           "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
+                    with open(metrics_log, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                _test_kill_hook(step, rank)
+                if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
+                    engine.save_checkpoint(str(ckpt), tag=f"step{step:08d}", client_state={"idgenrec": dict(state)})
+        bar.close()
+        export = out / f"epoch{epoch:03d}"
+        export_hf(engine, tok, export, rank)
+        state["epoch"], state["micro_step"] = epoch + 1, 0
+        if rank == 0:
+            record = {"epoch": epoch, "export": str(export), "train_loss": sum(losses) / max(len(losses), 1)}
+            if cfg.valid_catalog is not None:
+                record["valid"] = _evaluate(export, cfg, "valid")
+                key = record["valid"]["NDCG@10"]
+                if state["best"] is None or key > state["best"]["NDCG@10"]:
+                    state["best"] = {"epoch": epoch, "NDCG@10": key}
+                    _replace(export, out / "best")
+            else:
+                _replace(export, out / "best")
+                state["best"] = {"epoch": epoch}
+            state["history"].append(record)
+            log.info("epoch %d done: %s", epoch, json.dumps(record))
+        obj = [state]
+        dist.broadcast_object_list(obj, src=0)
+        state = obj[0]
+        engine.save_checkpoint(str(ckpt), tag=f"epoch{epoch:03d}", client_state={"idgenrec": dict(state)})
+    summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "best": state["best"],
+               "history": state["history"], "final": str(out / f"epoch{cfg.epochs - 1:03d}")}
+    if rank == 0:
+        if cfg.valid_catalog is not None and (out / "best").exists():
+            summary["test_at_best"] = _evaluate(out / "best", cfg, "test")
+        write_json(out / "summary.json", summary)
+    dist.barrier()
+    return summary
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Copy an export folder over ``dst`` atomically."""
+    from catalog.atomic import atomic_dir
+
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
+    from eval.evaluate import EvalConfig, evaluate
+
+    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
+                            split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
+                            device="cuda" if torch.cuda.is_available() else "cpu"))
+    return {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}
+
+
+def _test_kill_hook(step: int, rank: int) -> None:
+    """For the resume test only: rank 0 SIGKILLs itself right after optimizer step N."""
+    at = os.environ.get("IDGENREC_TEST_KILL_AT_STEP")
+    if at is not None and rank == 0 and step == int(at):
+        os.kill(os.getpid(), 9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from catalog.config import add_config_args, config_from_args
+    from catalog.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m pretrain.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser, TrainConfig, HELP)
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # passed by the launcher
+    args = parser.parse_args(argv)
+    setup_logging()
+    summary = train(config_from_args(TrainConfig, args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: summary[k] for k in ("best", "world_size", "zero_stage")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
