@@ -1,10 +1,12 @@
-"""The training-data subcommand of ``idgenrec``: shards. (Training itself runs under the deepspeed launcher:
-``deepspeed --num_accelerators N --module pretrain.train --config ...``.)"""
+"""The training subcommands of ``idgenrec``: shards and alternate. (The recommender trainer itself runs under the
+deepspeed launcher: ``deepspeed --num_accelerators N --module pretrain.train --config ...``.)"""
 from __future__ import annotations
 
 import argparse
 
 from catalog.config import add_config_args, config_from_args
+from cluster.alternate import HELP as ALT_HELP
+from cluster.alternate import AlternateConfig, run_alternate
 from pretrain.shards import ShardsConfig, write_shards
 
 
@@ -12,6 +14,12 @@ def run_shards(args: argparse.Namespace) -> None:
     m = write_shards(config_from_args(ShardsConfig, args))
     print(f"shards: {m['samples']} samples in {len(m['shards'])} shards; per domain {m['per_domain']}; "
           f"config {m['config_hash']}")
+
+
+def run_alternate_command(args: argparse.Namespace) -> None:
+    result = run_alternate(config_from_args(AlternateConfig, args))
+    for r in result["rounds"]:
+        print(f"round {r['round']}: valid best {r.get('valid_best')}  test at best {r.get('test_at_best')}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,3 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "out": "shard folder to write", "user_ids": "put user IDs in the prompts",
                                       "split": "train (default) or valid/test"})
     p.set_defaults(func=run_shards)
+    p = sub.add_parser("alternate", help="alternate training of ID generator and recommender (paper section 2.5)",
+                       description="Rounds of: generator phase through the frozen recommender (soft ID embeddings), "
+                       "IDs regenerated with Algorithm 1 (Ray), recommender phase with DeepSpeed on fresh shards. "
+                       "Reruns continue where they stopped.")
+    add_config_args(p, AlternateConfig, ALT_HELP)
+    p.set_defaults(func=run_alternate_command)
