@@ -1,0 +1,74 @@
+"""Training throughput of the DeepSpeed trainer on CPU: samples/s with 1 and 2 ranks on the same shards, and the
+ratio, measured in one run. Shards: the train split of 1,500 real Beauty users, with the published initial IDs.
+
+    python bench/train_bench.py [--users 1500] [--model-size mini] [--micro-batch 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import SHARED_DATA
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=1500)
+    ap.add_argument("--model-size", default="mini")
+    ap.add_argument("--micro-batch", type=int, default=32)
+    ap.add_argument("--zero-stage", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path("runs/train_bench"))
+    args = ap.parse_args()
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.sample import write_slice
+    from catalog.tokenizer import build_tokenizer
+    from idgen.algorithm1 import normalize_id
+    from pretrain.shards import ShardsConfig, write_shards
+
+    w = args.work
+    if not (w / "shards" / "manifest.json").exists():
+        write_slice(SHARED_DATA / "Beauty", w / "data", args.users, seed=0)
+        cat = prepare(PrepareConfig(data=w / "data", out=w / "catalog", domain="Beauty"))
+        ids, seen = [], set()
+        for item, f in zip(cat.item_ids, cat.fields):
+            base = normalize_id(f.get("idgenrec_phase0_id") or item)
+            text, n = base, 1
+            while text in seen:
+                n, text = n + 1, f"{base} {n + 1}"
+            seen.add(text)
+            ids.append(text)
+        tok = build_tokenizer(cat.texts + ids, w / "tokenizer", vocab_size=8000)
+        (w / "ids").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
+                                 "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}),
+                       w / "ids" / "item_ids.parquet")
+        write_shards(ShardsConfig(catalog=[w / "catalog"], ids=[w / "ids"], out=w / "shards", samples_per_shard=500))
+    results = {}
+    for procs in (1, 2):
+        out = w / f"run_{procs}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        t = time.time()
+        subprocess.run([str(Path(sys.executable).parent / "deepspeed"), "--num_accelerators", str(procs), "--module",
+                        "pretrain.train", "--shards", str(w / "shards"), "--out", str(out), "--tokenizer",
+                        str(w / "tokenizer"), "--model-size", args.model_size, "--micro-batch", str(args.micro_batch),
+                        "--zero-stage", str(args.zero_stage), "--log-every", "5", "--save-every", "100000"],
+                       check=True, capture_output=True)
+        log = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        results[f"ranks_{procs}_samples_per_s"] = log[-1]["samples_per_s"]
+        results[f"ranks_{procs}_wall_s"] = time.time() - t
+    results["two_ranks_vs_one"] = results["ranks_2_samples_per_s"] / results["ranks_1_samples_per_s"]
+    print(f"training, {args.model_size}, micro-batch {args.micro_batch} per rank, ZeRO-{args.zero_stage}, CPU")
+    for k, v in results.items():
+        print(f"  {k:26s} {v:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
