@@ -44,6 +44,7 @@ class EvalConfig:
     user_ids: bool = False
     exclude_history: bool = False
     template: int = EVAL_TEMPLATE
+    max_users: int = 0
     device: str = "cpu"
 
     def check(self) -> None:
@@ -56,7 +57,8 @@ class EvalConfig:
 HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
         "split": "valid or test", "beams": "beam width (>= 10)", "user_ids": "put user IDs in the prompts",
-        "exclude_history": "drop items already in the user's history from the ranking (the paper does not)"}
+        "exclude_history": "drop items already in the user's history from the ranking (the paper does not)",
+        "max_users": "evaluate only the first N eligible users (0 = all), for quick looks"}
 
 
 def load_item_ids(ids_dir: Path, item_ids: list[str]) -> tuple[list[str], list[list[int]]]:
@@ -91,6 +93,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = load_model(cfg.model).to(device).eval()
     trie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device)
     todo = list(samples(cat.sequences, cfg.split, cfg.max_history))
+    if cfg.max_users > 0:
+        todo = todo[: cfg.max_users]
     prompts = [render_prompt([id_of[i] for i in s.history], users.get((cat.users[s.user], s.position)),
                              cfg.template) for s in todo]
     ranked, scores, t0 = [], [], time.time()
