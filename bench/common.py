@@ -39,3 +39,19 @@ def generator_dir(texts: list[str], work: Path, size: str = "mini", vocab: int =
         tok = load_tokenizer(work / "tokenizer")
         save_model(build_model(model_config(size), tok), tok, out)
     return out
+
+
+def published_ids(cat) -> list[str]:
+    """Beauty's published initial IDs (``idgenrec_phase0_id``, real text), made unique by numbering repeats."""
+    from idgen.algorithm1 import normalize_id
+
+    ids, seen = [], set()
+    for item, fields in zip(cat.item_ids, cat.fields):
+        base = normalize_id(fields.get("idgenrec_phase0_id") or item)
+        text, n = base, 1
+        while text in seen:
+            n += 1
+            text = f"{base} {n}"
+        seen.add(text)
+        ids.append(text)
+    return ids

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from common import prepared
+from common import prepared, published_ids
 
 
 def main() -> None:
@@ -34,22 +34,13 @@ def main() -> None:
 
     from catalog.split import samples
     from catalog.tokenizer import build_tokenizer, load_tokenizer
-    from idgen.algorithm1 import normalize_id
     from idgen.model import build_model, model_config
     from recommender.decode import recommend
     from recommender.prompts import render_prompt
     from recommender.trie import PythonTrie, Trie
 
     cat = prepared("Beauty", args.work)
-    ids, seen = [], set()
-    for item, fields in zip(cat.item_ids, cat.fields):  # published IDs, made unique
-        base = normalize_id(fields.get("idgenrec_phase0_id") or item)
-        text, n = base, 1
-        while text in seen:
-            n += 1
-            text = f"{base} {n}"
-        seen.add(text)
-        ids.append(text)
+    ids = published_ids(cat)
     tok_dir = args.work / "tokenizer_beauty"
     if not (tok_dir / "tokenizer.json").exists():
         build_tokenizer(cat.texts + ids, tok_dir, vocab_size=8000)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import SHARED_DATA
+from common import SHARED_DATA, published_ids
 
 
 def main() -> None:
@@ -30,21 +30,13 @@ def main() -> None:
     from catalog.prepare import PrepareConfig, prepare
     from catalog.sample import write_slice
     from catalog.tokenizer import build_tokenizer
-    from idgen.algorithm1 import normalize_id
     from pretrain.shards import ShardsConfig, write_shards
 
     w = args.work
     if not (w / "shards" / "manifest.json").exists():
         write_slice(SHARED_DATA / "Beauty", w / "data", args.users, seed=0)
         cat = prepare(PrepareConfig(data=w / "data", out=w / "catalog", domain="Beauty"))
-        ids, seen = [], set()
-        for item, f in zip(cat.item_ids, cat.fields):
-            base = normalize_id(f.get("idgenrec_phase0_id") or item)
-            text, n = base, 1
-            while text in seen:
-                n, text = n + 1, f"{base} {n + 1}"
-            seen.add(text)
-            ids.append(text)
+        ids = published_ids(cat)
         tok = build_tokenizer(cat.texts + ids, w / "tokenizer", vocab_size=8000)
         (w / "ids").mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,

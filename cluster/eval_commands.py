@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from catalog.config import add_config_args, config_from_args
 from cluster.zeroshot import HELP as ZS_HELP
@@ -22,6 +23,26 @@ def run_zeroshot_command(args: argparse.Namespace) -> None:
               f"NDCG@10 {m['NDCG@10']:.4f}  (popularity HR@10 {m['popularity']['HR@10']:.4f})")
 
 
+def run_report(args: argparse.Namespace) -> None:
+    from eval.report import write_report
+
+    data = write_report(args.runs, args.out)
+    print(f"report: {len(data['datasets'])} datasets -> {args.out / 'report.md'}")
+
+
+def run_sasrec(args: argparse.Namespace) -> None:
+    from catalog.atomic import write_json
+    from catalog.store import read_catalog
+    from eval.sasrec import SASRecConfig, train_sasrec
+
+    cat = read_catalog(args.catalog)
+    r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=args.epochs, dim=args.dim, lr=args.lr))
+    r["dataset"] = cat.stats.get("domain") or args.catalog.name
+    write_json(args.out / "sasrec.json", r)
+    print(f"SASRec {r['dataset']}: test HR@10 {r['test']['HR@10']:.4f} NDCG@10 {r['test']['NDCG@10']:.4f} "
+          f"(best epoch {r['best_epoch']} on validation)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="leave-one-out HR@5/10 and NDCG@5/10 over all items (trie-constrained beams)",
                        description="Evaluate a recommender on the valid or test split: one prompt per eligible user, "
@@ -35,3 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "training. Per-dataset results are cached: a rerun skips finished datasets.")
     add_config_args(p, ZeroShotConfig, ZS_HELP)
     p.set_defaults(func=run_zeroshot_command)
+    p = sub.add_parser("report", help="report.md, report.json and PNG plots from run folders")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders to collect (eval, zeroshot, sasrec, training)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.set_defaults(func=run_report)
+    p = sub.add_parser("sasrec", help="train and evaluate the SASRec baseline on a catalog (full-softmax CE)")
+    p.add_argument("--catalog", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.set_defaults(func=run_sasrec)

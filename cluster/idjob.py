@@ -30,7 +30,9 @@ log = logging.getLogger("idgenrec.ids")
 
 
 @dataclass
-class IDJobConfig:
+class IDJobConfig(Algorithm1Config):
+    """The job's own fields; Algorithm 1's (groups, lambda_*, window_width, max_windows, ...) are inherited."""
+
     catalog: Path | None = None
     out: Path | None = None
     model: Path | None = None
@@ -42,14 +44,6 @@ class IDJobConfig:
     user_ids: bool = False
     max_history: int = 20
     device: str = "cpu"
-    groups: int = 10
-    beams_per_group: int = 1
-    lambda_start: float = 1.0
-    lambda_step: float = 1.0
-    lambda_max: float = 10.0
-    window_width: int = 10
-    max_windows: int = 3
-    length_penalty: float = 1.0
 
     def check(self) -> None:
         if self.actors < 1 or self.shard_size < 1 or self.batch_size < 1:

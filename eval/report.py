@@ -1,0 +1,114 @@
+"""``idgenrec report``: tables, JSON and plots from run folders, with the protocol stated.
+
+Reads, under each run folder: ``metrics_test.json`` (idgenrec eval / zeroshot: ours and the popularity baseline),
+``sasrec.json`` (idgenrec sasrec), ``metrics.jsonl`` (trainer loss curve). The paper's published figures, kept as
+cited reference data in ``eval/paper_results.json``, are shown beside ours where they exist.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from catalog.atomic import atomic_path, write_json, write_text
+
+METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+PAPER = Path(__file__).with_name("paper_results.json")
+
+
+def _dataset(metrics_file: Path, m: dict) -> str:
+    stats = Path(m.get("catalog", "")) / "stats.json"
+    if stats.exists():
+        return json.loads(stats.read_text()).get("domain") or metrics_file.parent.name
+    return metrics_file.parent.name
+
+
+def collect(run_dirs: list[Path]) -> dict:
+    """{dataset: {method: {metric: value, users}}}, loss curves, and where each number came from."""
+    rows: dict[str, dict[str, dict]] = {}
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for run in run_dirs:
+        for f in sorted(Path(run).rglob("metrics_test.json")):
+            m = json.loads(f.read_text())
+            ds = _dataset(f, m)
+            label = "IDGenRec (ours, zero-shot)" if "zs" in f.parts or "zeroshot" in str(f) else "IDGenRec (ours)"
+            rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {"users": m["users"], "file": str(f)}
+            if m.get("popularity"):
+                rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
+        for f in sorted(Path(run).rglob("sasrec.json")):
+            s = json.loads(f.read_text())
+            rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
+                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(f)})
+        for f in sorted(Path(run).rglob("metrics.jsonl")):
+            pts = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
+            curves[str(f.parent)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
+    paper = json.loads(PAPER.read_text())
+    for ds, methods in paper.get("metrics", {}).items():
+        if ds in rows:
+            rows[ds]["IDGenRec (paper)"] = methods
+    return {"datasets": rows, "loss_curves": curves, "paper": paper}
+
+
+PROTOCOL = """Protocol: leave-one-out per user (last item = test target, second-to-last = validation target, earlier
+positions = training), users with fewer than 3 items skipped; every eligible user counted exactly once; HR@k and
+NDCG@k ranked over all items of the dataset (generative models: beam search constrained to the trie of all item IDs,
+20 beams; SASRec: scores over all items). Models are selected on validation, never on test. Zero-shot rows saw no
+interaction of that dataset in training. Seeds and data versions are in each run folder (configs, stats.json,
+SOURCE.md of the data)."""
+
+
+def write_report(run_dirs: list[Path], out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = collect(run_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# IDGenRec report", "", PROTOCOL, ""]
+    for ds, methods in sorted(data["datasets"].items()):
+        lines += [f"## {ds}", "", "| method | users | " + " | ".join(METRICS) + " |",
+                  "|---|---|" + "---|" * len(METRICS)]
+        for name, m in methods.items():
+            lines.append(f"| {name} | {m.get('users', '')} | " + " | ".join(
+                f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "" for k in METRICS) + " |")
+        lines.append("")
+    paper = data["paper"]
+    lines += ["## Paper reference", "", f"Source: {paper['source']}.", "", paper["note"], "",
+              f"ID generation on {paper['id_generation']['items']:,} items: needed lambda > 1: "
+              f"{paper['id_generation']['needed_higher_lambda']:.2%}, needed a longer window: "
+              f"{paper['id_generation']['needed_longer_window']:.2%}.", ""]
+    plots = []
+    if data["datasets"]:
+        names = sorted(data["datasets"])
+        methods = sorted({m for ds in names for m in data["datasets"][ds]})
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        width = 0.8 / max(len(methods), 1)
+        for ax, metric in zip(axes, ("HR@10", "NDCG@10")):
+            for j, method in enumerate(methods):
+                vals = [data["datasets"][ds].get(method, {}).get(metric, 0.0) for ds in names]
+                ax.bar([i + j * width for i in range(len(names))], vals, width, label=method)
+            ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(names))], names)
+            ax.set_title(metric)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_path(out / "metrics.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        plots.append("metrics.png")
+    if data["loss_curves"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, pts in data["loss_curves"].items():
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=Path(label).name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_path(out / "loss.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        plots.append("loss.png")
+    lines += [f"![{p}]({p})" for p in plots]
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+    write_json(out / "report.json", data)
+    return data
