@@ -176,10 +176,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
         bar.close()
         for i in pending:
             st.attempts[i] += 1
-        moved = {i: st.states[i] for i in failed_all}
-        advance(failed_all, moved, a1, names)
-        for i, s in moved.items():
-            st.states[i] = s
+        advance(failed_all, st.states, a1, names)
         st.round = rnd
         st.save(work / f"round_{rnd:03d}.parquet")
         dt = time.time() - t0

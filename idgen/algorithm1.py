@@ -12,7 +12,7 @@ compared after :func:`normalize_id` (lower case, single spaces).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, MutableMapping, MutableSequence, NamedTuple
 
 from idgen.diverse_beam import DiverseBeamConfig
 
@@ -101,8 +101,10 @@ class Assignment:
     window: tuple[int, int]
 
 
-def advance(failed: list[int], states: dict[int, State], cfg: Algorithm1Config, names: list[str] | None = None) -> None:
-    """Move failed items to their next state, in place; raise when one has none left."""
+def advance(failed: list[int], states: MutableMapping[int, State] | MutableSequence[State], cfg: Algorithm1Config,
+            names: list[str] | None = None) -> None:
+    """Move failed items to their next state (``states`` indexed by item, updated in place); raise when one has
+    none left."""
     for item in failed:
         nxt = next_state(states[item], cfg)
         if nxt is None:

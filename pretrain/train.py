@@ -172,7 +172,6 @@ def train(cfg: TrainConfig) -> dict:
                      state["epoch"], state["micro_step"])
     metrics_log = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.bfloat16 if cfg.bf16 else None
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         batches = rank_batches(cfg.shards, cfg.micro_batch, cfg.loader_workers)
@@ -188,8 +187,7 @@ def train(cfg: TrainConfig) -> dict:
             inputs = seq2seq_batch(tok, [b["src"] for b in pairs], [b["tgt"] for b in pairs], cfg.max_source_tokens,
                                    cfg.max_target_tokens, device)
             torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * state["micro_step"] + rank)  # dropout
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = engine(**inputs).loss
+            loss = engine(**inputs).loss  # under bf16 DeepSpeed holds the model in bf16 itself
             engine.backward(loss * (1.0 if real else 0.0))
             engine.step()
             state["micro_step"] += 1
@@ -201,7 +199,7 @@ def train(cfg: TrainConfig) -> dict:
                 losses.append(loss.item())
             bar.update(1)
             step = engine.global_steps
-            if engine.is_gradient_accumulation_boundary() or state["micro_step"] % cfg.grad_accum == 0:
+            if state["micro_step"] % cfg.grad_accum == 0:  # an optimizer step just happened
                 if rank == 0 and step % cfg.log_every == 0 and losses:
                     rec = {"epoch": epoch, "step": step, "loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
                            "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}

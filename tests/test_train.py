@@ -77,7 +77,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_
 def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
-                          "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--valid-catalog",
+                          "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2", "--valid-catalog",
                           str(collide_catalog), "--valid-ids", str(word_ids)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
