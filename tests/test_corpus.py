@@ -34,5 +34,17 @@ def test_heldout_overlap_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="overlaps Office_Industrial"):
         check_heldout([tmp_path / "Office_Industrial"], [tmp_path / "Scientific"])
     c = _domain(tmp_path, "Gamma", 5, ["z", "q", "r"])  # shares raw item z with Alpha
-    with pytest.raises(ValueError, match="shares 1 item ids"):
+    with pytest.raises(ValueError, match="shares 1 of its 3 item ids"):
         build_corpus(CorpusConfig(data=[a], heldout=[c], out=tmp_path / "o"))
+    ok = build_corpus(CorpusConfig(data=[a], heldout=[c], out=tmp_path / "o", max_shared_item_fraction=0.5))
+    assert ok.stats["heldout"] == {"Gamma": {"items_shared_with_pretraining": 1}}
+
+
+def test_cli(tmp_path, capsys):
+    from cluster.cli import main
+
+    a = _domain(tmp_path, "Alpha", 4, ["x", "y", "z"])
+    b = _domain(tmp_path, "Beta", 4, ["q", "r", "s"])
+    assert main(["corpus", "--data", str(a), "--out", str(tmp_path / "c"), "--heldout", str(b)]) == 0
+    assert "corpus: users 4" in capsys.readouterr().out
+    assert main(["corpus", "--data", str(a), "--out", str(tmp_path / "c"), "--heldout", str(a)]) == 2
