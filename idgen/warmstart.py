@@ -94,7 +94,7 @@ def warmstart(cfg: WarmStartConfig) -> dict:
         opt.step()
         sched.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
     save_model(model, tok, cfg.out)
     sample = random.Random(cfg.seed + 1).sample(range(len(texts)), min(200, len(texts)))

@@ -112,6 +112,6 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
         torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     save_model(gen.eval(), tok, out)
     return {"steps": steps, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}

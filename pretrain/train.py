@@ -205,7 +205,7 @@ def train(cfg: TrainConfig) -> dict:
                            "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
                     with open(metrics_log, "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
                 _test_kill_hook(step, rank)
                 if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
                     engine.save_checkpoint(str(ckpt), tag=f"step{step:08d}", client_state={"idgenrec": dict(state)})
