@@ -51,8 +51,11 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path) -> dict:
     if not (d / "ids" / "item_ids.parquet").exists():
         run_ids(IDJobConfig(catalog=d / "catalog", out=d / "ids", model=cfg.generator, actors=cfg.actors,
                             groups=cfg.groups))
-    return evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
-                               beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users))
+    metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
+                                  beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users))
+    metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
+    write_json(d / "metrics_test.json", metrics)
+    return metrics
 
 
 def run_zeroshot(cfg: ZeroShotConfig) -> dict:

@@ -30,7 +30,7 @@ def collect(run_dirs: list[Path]) -> dict:
         for f in sorted(Path(run).rglob("metrics_test.json")):
             m = json.loads(f.read_text())
             ds = _dataset(f, m)
-            label = "IDGenRec (ours, zero-shot)" if "zs" in f.parts or "zeroshot" in str(f) else "IDGenRec (ours)"
+            label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
             rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {"users": m["users"], "file": str(f)}
             if m.get("popularity"):
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}

@@ -41,8 +41,11 @@ class IDPhaseSample:
 
 
 def id_phase_loss(generator, recommender, tokenizer, samples: list[IDPhaseSample], item_texts: list[str],
-                  item_tokens: list[list[int]], max_source_tokens: int = 128) -> torch.Tensor:
-    """The recommender's loss on the targets with soft ID embeddings for every history item."""
+                  item_tokens: list[list[int]], max_source_tokens: int = 128, max_prompt_tokens: int = 512
+                  ) -> torch.Tensor:
+    """The recommender's loss on the targets with soft ID embeddings for every history item.
+
+    ``max_source_tokens`` bounds the generator's input (item text), ``max_prompt_tokens`` the recommender's prompt."""
     device = next(generator.parameters()).device
     items = sorted({i for s in samples for i in s.history})
     row = {item: r for r, item in enumerate(items)}
@@ -66,7 +69,7 @@ def id_phase_loss(generator, recommender, tokenizer, samples: list[IDPhaseSample
                 if ids:
                     parts.append(table[torch.tensor(ids, device=device)])
         parts.append(eos[None])
-        sequences.append(torch.cat(parts)[:max_source_tokens * 4])
+        sequences.append(torch.cat(parts)[:max_prompt_tokens])  # same budget as the recommender's prompts
     length = max(x.shape[0] for x in sequences)
     embeds = torch.stack([torch.cat([x, x.new_zeros(length - x.shape[0], x.shape[1])]) for x in sequences])
     mask = torch.tensor([[1] * x.shape[0] + [0] * (length - x.shape[0]) for x in sequences], device=device)

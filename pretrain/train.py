@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -56,6 +57,7 @@ class TrainConfig:
     eval_beams: int = 20
     eval_batch_size: int = 64
     log_samples: bool = False
+    collective_timeout_hours: float = 6.0
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -147,7 +149,10 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("train needs shards, out and tokenizer (or init)")
     _single_process_env()
     _skip_shm_comm_build()
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    # rank 0 evaluates on validation at epoch ends while the others wait in a collective: allow hours, not gloo's
+    # default 30 minutes
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                               timeout=timedelta(hours=cfg.collective_timeout_hours))
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(cfg.out)
     tok = load_tokenizer(cfg.init or cfg.tokenizer)

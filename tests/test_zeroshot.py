@@ -21,6 +21,7 @@ def test_two_domains_then_resume(tiny_generator, collide_catalog, tmp_path):
     for name in ("data", "Games"):
         assert (tmp_path / "zs" / name / "ids" / "item_ids.parquet").exists()
         assert (tmp_path / "zs" / name / "topk_test.parquet").exists()
+        assert json.loads((tmp_path / "zs" / name / "metrics_test.json").read_text())["zero_shot"] is True
     kept = (tmp_path / "zs" / "data" / "metrics_test.json").stat().st_mtime_ns
     ids_kept = (tmp_path / "zs" / "Games" / "ids" / "item_ids.parquet").stat().st_mtime_ns
     (tmp_path / "zs" / "Games" / "metrics_test.json").unlink()  # as if the job died before finishing Games
