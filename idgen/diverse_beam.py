@@ -68,6 +68,9 @@ class Constraint(Protocol):
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         """Row i now continues old row ``rows[i]`` with ``tokens[i]``."""
 
+    # Optional: ``edges() -> (rows, tokens)``, the allowed pairs with rows ascending. When present, only those are
+    # scored (no dense vocabulary-wide mask, add and top-k): much less work when few tokens are allowed.
+
 
 def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, banned: list[int]) -> None:
     """Length window and banned tokens, in place, on (..., vocab) log-probabilities."""
@@ -79,6 +82,34 @@ def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, 
         keep = logp[..., eos].clone()
         logp.fill_(float("-inf"))
         logp[..., eos] = keep
+
+
+def _sparse_candidates(constraint, logp: torch.Tensor, N: int, G: int, P: int):
+    """Per group: the top ``2P`` (score, beam, token) of each item among the allowed pairs only.
+
+    Pairs are laid out per item in the order of the dense path (beam-major, tokens ascending), padded with -inf."""
+    rows, toks = constraint.edges()
+    vals = logp.view(-1, logp.shape[-1])[rows, toks]
+    item, group, beam = rows // (G * P), (rows // P) % G, rows % P
+    dev = logp.device
+
+    def top(g: int, beam_scores: torch.Tensor, counts, penalty: float):
+        sel = group == g
+        it, bm, tk = item[sel], beam[sel], toks[sel]
+        v = vals[sel] + beam_scores[it, g, bm]
+        if counts is not None and penalty and g:
+            v = v - penalty * counts[it, tk]
+        per = torch.bincount(it, minlength=N)
+        pos = torch.arange(it.shape[0], device=dev) - (per.cumsum(0) - per)[it]
+        width = max(int(per.max()) if it.numel() else 0, 2 * P)
+        dense_s = torch.full((N, width), float("-inf"), device=dev)
+        dense_b = torch.zeros((N, width), dtype=torch.long, device=dev)
+        dense_t = torch.zeros((N, width), dtype=torch.long, device=dev)
+        dense_s[it, pos], dense_b[it, pos], dense_t[it, pos] = v, bm, tk
+        top_s, top_i = dense_s.topk(2 * P, dim=1)
+        return top_s, dense_b.gather(1, top_i), dense_t.gather(1, top_i)
+
+    return top
 
 
 @torch.inference_mode()
@@ -111,7 +142,8 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         V = logp.shape[-1]
         logp = logp.view(N, G, P, V)
         _mask_step(logp, step, cfg, eos_token_id, banned)
-        if constraint is not None:
+        sparse = _sparse_candidates(constraint, logp, N, G, P) if hasattr(constraint, "edges") else None
+        if constraint is not None and sparse is None:
             logp.view(-1, V).masked_fill_(~constraint.allowed(), float("-inf"))
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()
@@ -119,11 +151,14 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         new_tok = torch.full((N, G, P), pad_token_id, dtype=torch.long, device=dev)
         for g in range(G):
             live = ~done[:, g]  # (N,)
-            s = logp[:, g] + beam_scores[:, g, :, None]
-            if cfg.diversity_penalty and g:  # plain beam search (one group, or no penalty) skips this pass
-                s -= cfg.diversity_penalty * counts[:, None, :]
-            top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
-            beam, tok = top_i // V, top_i % V
+            if sparse is not None:
+                top_s, beam, tok = sparse(g, beam_scores, counts, cfg.diversity_penalty)
+            else:
+                s = logp[:, g] + beam_scores[:, g, :, None]
+                if cfg.diversity_penalty and g:  # plain beam search (one group, or no penalty) skips this pass
+                    s -= cfg.diversity_penalty * counts[:, None, :]
+                top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
+                beam, tok = top_i // V, top_i % V
             valid = top_s > NEG / 2
             is_eos = tok == eos_token_id
             # finished hypotheses: end token within the group's first P candidates

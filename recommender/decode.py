@@ -25,6 +25,9 @@ class TrieConstraint:
     def allowed(self) -> torch.Tensor:
         return self.trie.allowed_mask(self.nodes)
 
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.trie.edges(self.nodes)
+
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         self.nodes = self.trie.advance(self.nodes[rows], tokens)
 

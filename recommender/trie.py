@@ -67,17 +67,21 @@ class Trie:
     def num_nodes(self) -> int:
         return self.leaf_item.shape[0]
 
-    def allowed_mask(self, nodes: torch.Tensor) -> torch.Tensor:
-        """(beams, vocab) bool: which tokens continue an ID from each beam's node (none for DEAD)."""
+    def edges(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every allowed (beam, next token) pair: beams ascending, tokens ascending within a beam."""
         live = nodes >= 0
         safe = nodes.clamp(min=0)
         start = self.offsets[safe]
         lens = torch.where(live, self.offsets[safe + 1] - start, torch.zeros_like(start))
         rows = torch.repeat_interleave(torch.arange(nodes.shape[0], device=nodes.device), lens)
         first = torch.repeat_interleave(start - (lens.cumsum(0) - lens), lens)
-        pos = torch.arange(rows.shape[0], device=nodes.device) + first
+        return rows, self.child_token[torch.arange(rows.shape[0], device=nodes.device) + first]
+
+    def allowed_mask(self, nodes: torch.Tensor) -> torch.Tensor:
+        """(beams, vocab) bool: which tokens continue an ID from each beam's node (none for DEAD)."""
+        rows, tokens = self.edges(nodes)
         mask = torch.zeros((nodes.shape[0], self.vocab_size), dtype=torch.bool, device=nodes.device)
-        mask[rows, self.child_token[pos]] = True
+        mask[rows, tokens] = True
         return mask
 
     def advance(self, nodes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
