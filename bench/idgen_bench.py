@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--shard-size", type=int, default=256)
     ap.add_argument("--model", type=Path, help="generator directory (default: a random mini T5 + Toys tokenizer)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the actors then share the GPU)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench"))
     ap.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = ap.parse_args()
@@ -46,13 +47,13 @@ def main() -> None:
     model, tok = load_model(model_dir), load_tokenizer(model_dir)
     results: dict[str, float] = {}
 
-    serial = Proposer(model, tok, a1, batch_size=1, max_source_tokens=64)
+    serial = Proposer(model, tok, a1, batch_size=1, max_source_tokens=64, device=args.device)
     t = time.perf_counter()
     for text in texts[: args.serial_items]:
         serial([text], State())
     results["serial_items_per_s"] = args.serial_items / (time.perf_counter() - t)
 
-    batched = Proposer(model, tok, a1, batch_size=args.batch_size, max_source_tokens=64)
+    batched = Proposer(model, tok, a1, batch_size=args.batch_size, max_source_tokens=64, device=args.device)
     t = time.perf_counter()
     batched(texts, State())
     results["batched_items_per_s"] = len(texts) / (time.perf_counter() - t)
