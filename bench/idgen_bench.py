@@ -61,7 +61,9 @@ def main() -> None:
     start_ray(None, 2)
     shards = [texts[i:i + args.shard_size] for i in range(0, len(texts), args.shard_size)]
     for n in (1, 2):
-        actors = [GeneratorActor.remote(str(model_dir), vars(a1), args.batch_size, 128, "cpu") for _ in range(n)]
+        opts = {"num_gpus": 1.0 / n} if args.device == "cuda" else {}  # n actors share one card
+        actors = [GeneratorActor.options(**opts).remote(str(model_dir), vars(a1), args.batch_size, 64, args.device)
+                  for _ in range(n)]
         ray.get([a.peak_memory_mb.remote() for a in actors])  # loaded
         t = time.perf_counter()
         list(ActorPool(actors).map(lambda a, j: a.propose.remote(j, shards[j], [(0, 0)] * len(shards[j])),
