@@ -60,16 +60,15 @@ class BeamResult:
 
 
 class Constraint(Protocol):
-    """Restricts the next token of each beam row (e.g. a prefix trie); follows the beams as they are reordered."""
+    """Restricts the next token of each beam row (e.g. a prefix trie); follows the beams as they are reordered.
 
-    def allowed(self) -> torch.Tensor:
-        """(rows, vocab) bool: tokens each row may take next."""
+    Only the allowed pairs are scored (no vocabulary-wide mask, add and top-k): little work when few are allowed."""
+
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, tokens): every allowed (row, next token) pair, rows ascending, tokens ascending within a row."""
 
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         """Row i now continues old row ``rows[i]`` with ``tokens[i]``."""
-
-    # Optional: ``edges() -> (rows, tokens)``, the allowed pairs with rows ascending. When present, only those are
-    # scored (no dense vocabulary-wide mask, add and top-k): much less work when few tokens are allowed.
 
 
 def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, banned: list[int]) -> None:
@@ -142,9 +141,7 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         V = logp.shape[-1]
         logp = logp.view(N, G, P, V)
         _mask_step(logp, step, cfg, eos_token_id, banned)
-        sparse = _sparse_candidates(constraint, logp, N, G, P) if hasattr(constraint, "edges") else None
-        if constraint is not None and sparse is None:
-            logp.view(-1, V).masked_fill_(~constraint.allowed(), float("-inf"))
+        sparse = _sparse_candidates(constraint, logp, N, G, P) if constraint is not None else None
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()
         new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)

@@ -22,9 +22,6 @@ class TrieConstraint:
         self.trie = trie
         self.nodes = torch.zeros(rows, dtype=torch.long, device=device)
 
-    def allowed(self) -> torch.Tensor:
-        return self.trie.allowed_mask(self.nodes)
-
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.trie.edges(self.nodes)
 
