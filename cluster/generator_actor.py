@@ -6,6 +6,8 @@ from pathlib import Path
 
 import ray
 
+from cluster.registry import peak_rss_mb
+
 
 @ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)
 class GeneratorActor:
@@ -27,9 +29,7 @@ class GeneratorActor:
         return self.proposer.propose(texts, states)
 
     def peak_memory_mb(self) -> float:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_rss_mb()
 
 
 def _test_crash_hook(shard: int) -> None:

@@ -28,6 +28,11 @@ class Registry:
         return len(self.taken)
 
     def peak_memory_mb(self) -> float:
-        import resource
+        return peak_rss_mb()
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (an actor's, when called inside one), in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
