@@ -138,14 +138,14 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
     if latest:
         log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
                  sum(i is not None for i in st.ids), len(texts))
-    n_shards = (len(texts) + cfg.shard_size - 1) // cfg.shard_size
     exit_after = int(os.environ.get("IDGENREC_TEST_EXIT_AFTER_SHARDS", "-1"))  # resume test: simulate a crash
     shards_done = 0
+    # The registry starts from the finished rounds; after that its claims keep it equal to the assigned IDs.
+    ray.get(registry.reset.remote([x for x in st.ids if x is not None]))
     while True:
         pending = [i for i, x in enumerate(st.ids) if x is None]
         if not pending:
             break
-        ray.get(registry.reset.remote([x for x in st.ids if x is not None]))
         rnd = st.round + 1
         by_shard: dict[int, list[int]] = {}
         for i in pending:
