@@ -196,12 +196,12 @@ def train(cfg: TrainConfig) -> dict:
             engine.backward(loss * (1.0 if real else 0.0))
             engine.step()
             state["micro_step"] += 1
-            seen += len(batch) if real else 0
-            if real and cfg.log_samples:
-                with open(out / f"samples_rank{rank}_epoch{epoch}.txt", "a") as fh:
-                    fh.write("".join(b["key"] + "\n" for b in batch))
             if real:
+                seen += len(batch)
                 losses.append(loss.item())
+                if cfg.log_samples:
+                    with open(out / f"samples_rank{rank}_epoch{epoch}.txt", "a") as fh:
+                        fh.write("".join(b["key"] + "\n" for b in batch))
             bar.update(1)
             step = engine.global_steps
             if state["micro_step"] % cfg.grad_accum == 0:  # an optimizer step just happened
