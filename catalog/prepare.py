@@ -13,6 +13,7 @@ from catalog.config import config_to_dict
 from catalog.errors import Problems
 from catalog.raw import detect_format, read_amazon, read_yelp
 from catalog.sources import RawDataset, read_shared
+from catalog.split import skipped_users
 from catalog.store import Catalog, write_catalog
 from catalog.text import DEFAULT_EXCLUDE, DEFAULT_FIELD_ORDER, render_item
 
@@ -113,7 +114,7 @@ def compute_stats(catalog: Catalog, real_text: list[bool], problems: Problems, e
         "field_coverage": {k: v / max(n_items, 1) for k, v in sorted(field_counts.items())},
         "sequence_length": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
                             "mean": n_inter / max(n_users, 1)},
-        "users_with_fewer_than_3_items": sum(1 for s in catalog.sequences if len(s) < 3),
+        "users_with_fewer_than_3_items": skipped_users(catalog.sequences),
         "skipped": problems.summary(),
         **extra,
     }

@@ -17,7 +17,7 @@ import torch
 from catalog.atomic import atomic_path, write_json
 from catalog.errors import DataError
 from catalog.progress import progress
-from catalog.split import samples
+from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer
 from eval.baselines import popularity_metrics
@@ -103,16 +103,16 @@ def evaluate(cfg: EvalConfig) -> dict:
                   padding=True, return_tensors="pt").to(device)
         top = recommend(model, enc["input_ids"], enc["attention_mask"], trie, cfg.beams, cfg.beams,
                         tok.eos_token_id, tok.pad_token_id)
-        for row, sc in zip(top.items.tolist(), top.scores.tolist()):
-            ranked.append([cat.item_ids[i] for i in row if i >= 0])
-            scores.append([s for i, s in zip(row, sc) if i >= 0])
-    if cfg.exclude_history:
-        ranked = [[i for i in r if i not in set(s.history)] for r, s in zip(ranked, todo)]
+        for n, (row, sc) in enumerate(zip(top.items.tolist(), top.scores.tolist())):
+            seen = set(todo[start + n].history) if cfg.exclude_history else ()
+            kept = [(cat.item_ids[i], v) for i, v in zip(row, sc) if i >= 0 and cat.item_ids[i] not in seen]
+            ranked.append([i for i, _ in kept])
+            scores.append([v for _, v in kept])
     seconds = time.time() - t0
     targets = [s.target for s in todo]
     metrics = {**leave_one_out_metrics(ranked, targets), "split": cfg.split, "beams": cfg.beams,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
-               "skipped_users_fewer_than_3_items": sum(1 for s in cat.sequences if len(s) < 3),
+               "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
                "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),
                "model": str(cfg.model)}
     out = Path(cfg.out)

@@ -38,8 +38,8 @@ def test_eval_metrics(setup, collide_catalog, tmp_path):
     assert all(a >= b for sc in topk["scores"] for a, b in zip(sc, sc[1:]))  # ranked
     assert main(args + ["--split", "valid", "--exclude-history"]) == 0
     topk = pq.read_table(tmp_path / "topk_valid.parquet").to_pydict()
-    for r, s in zip(topk["topk"], samples(cat.sequences, "valid")):
-        assert not set(r) & set(s.history)
+    for r, sc, s in zip(topk["topk"], topk["scores"], samples(cat.sequences, "valid")):
+        assert not set(r) & set(s.history) and len(sc) == len(r)  # scores stay aligned with the kept items
 
 
 def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
