@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ def main() -> None:
     from catalog.prepare import PrepareConfig, prepare
     from catalog.sample import write_slice
     from catalog.tokenizer import build_tokenizer
+    from pretrain.launch import launch_train
     from pretrain.shards import ShardsConfig, write_shards
 
     w = args.work
@@ -48,11 +48,9 @@ def main() -> None:
         out = w / f"run_{procs}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         t = time.time()
-        subprocess.run([str(Path(sys.executable).parent / "deepspeed"), "--num_accelerators", str(procs), "--module",
-                        "pretrain.train", "--shards", str(w / "shards"), "--out", str(out), "--tokenizer",
-                        str(w / "tokenizer"), "--model-size", args.model_size, "--micro-batch", str(args.micro_batch),
-                        "--zero-stage", str(args.zero_stage), "--log-every", "5", "--save-every", "100000"],
-                       check=True, capture_output=True)
+        launch_train(procs, ["--shards", w / "shards", "--out", out, "--tokenizer", w / "tokenizer", "--model-size",
+                             args.model_size, "--micro-batch", args.micro_batch, "--zero-stage", args.zero_stage,
+                             "--log-every", 5, "--save-every", 100000], check=True, capture_output=True)
         log = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
         results[f"ranks_{procs}_samples_per_s"] = log[-1]["samples_per_s"]
         results[f"ranks_{procs}_wall_s"] = time.time() - t

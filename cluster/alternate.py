@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.atomic import write_json
 from cluster.idjob import IDJobConfig, run_ids
 from pretrain.id_phase import train_generator
+from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
 
 log = logging.getLogger("idgenrec.alternate")
@@ -62,14 +61,11 @@ HELP = {"catalog": "catalog directory", "generator": "warm-started ID generator 
 def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> Path:
     if (out / "summary.json").exists():
         return out / "best"
-    cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_accelerators", str(cfg.procs), "--module",
-           "pretrain.train", "--shards", str(shards), "--out", str(out), "--valid-catalog", str(cfg.catalog),
-           "--valid-ids", str(ids)]
-    cmd += ["--init", str(init)] if init else ["--tokenizer", str(cfg.generator)]
+    args = ["--shards", shards, "--out", out, "--valid-catalog", cfg.catalog, "--valid-ids", ids]
+    args += ["--init", init] if init else ["--tokenizer", cfg.generator]
     if cfg.train_config:
-        cmd += ["--config", str(cfg.train_config)]
-    log.info("recommender phase: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+        args += ["--config", cfg.train_config]
+    launch_train(cfg.procs, args, check=True)
     return out / "best"
 
 

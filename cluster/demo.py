@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ def run_demo(args: argparse.Namespace) -> None:
     from eval.report import write_report
     from eval.sasrec import SASRecConfig, train_sasrec
     from idgen.warmstart import WarmStartConfig, warmstart
+    from pretrain.launch import launch_train
     from pretrain.shards import ShardsConfig, write_shards
 
     out: Path = args.out
@@ -65,11 +64,9 @@ def run_demo(args: argparse.Namespace) -> None:
         write_shards(ShardsConfig(catalog=[cat_dir], ids=[ids], out=shards, samples_per_shard=1000))
     rec = out / "recommender"
     if _step("recommender (deepspeed, 2 CPU processes)", (rec / "summary.json").exists()):
-        subprocess.run([str(Path(sys.executable).parent / "deepspeed"), "--num_accelerators", "2", "--module",
-                        "pretrain.train", "--shards", str(shards), "--out", str(rec), "--init", str(gen),
-                        "--zero-stage", "2", "--micro-batch", "32", "--epochs", str(args.epochs), "--lr", "3e-3",
-                        "--valid-catalog", str(cat_dir), "--valid-ids", str(ids), "--eval-beams", "20"],
-                       check=True)
+        launch_train(2, ["--shards", shards, "--out", rec, "--init", gen, "--zero-stage", 2, "--micro-batch", 32,
+                         "--epochs", args.epochs, "--lr", 3e-3, "--valid-catalog", cat_dir, "--valid-ids", ids,
+                         "--eval-beams", 20], check=True)
     ev = out / "eval" / TRAIN
     if _step("evaluate Beauty test", (ev / "metrics_test.json").exists()):
         evaluate(EvalConfig(model=rec / "best", catalog=cat_dir, ids=ids, out=ev, split="test"))

@@ -1,6 +1,5 @@
 """The Ray ID job, for real: local Ray, 1 and 2 actors, a killed actor, a crashed driver, and `ray job submit`."""
 import os
-import shutil
 import subprocess
 import sys
 import time

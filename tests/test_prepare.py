@@ -9,7 +9,7 @@ from catalog.errors import DataError
 from catalog.prepare import PrepareConfig, prepare
 from catalog.store import read_catalog
 from cluster.cli import main
-from tests.conftest import shared_dataset, write_shared
+from tests.conftest import shared_dataset
 
 
 def _prepare(data: Path, out: Path, **kw):

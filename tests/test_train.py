@@ -3,15 +3,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from cluster.cli import main as idgenrec
+from pretrain.launch import launch_train
 from pretrain.shards import read_manifest
 
-DEEPSPEED = str(Path(sys.executable).parent / "deepspeed")
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,10 @@ def shards(collide_catalog, word_ids, tmp_path_factory):
 
 
 def _launch(shards, tok, out, *extra, procs=2, env=None):
-    cmd = [DEEPSPEED, "--num_accelerators", str(procs), "--master_port", str(29500 + os.getpid() % 1000),
-           "--module", "pretrain.train", "--shards", str(shards), "--out", str(out), "--tokenizer", str(tok),
-           "--micro-batch", "4", "--log-every", "1", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    return launch_train(procs, ["--shards", shards, "--out", out, "--tokenizer", tok, "--micro-batch", 4,
+                                "--log-every", 1, *extra],
+                        launcher_args=["--master_port", 29500 + os.getpid() % 1000], capture_output=True, text=True,
+                        timeout=600, env={**os.environ, **(env or {})})
 
 
 def test_shards_manifest_and_determinism(shards, collide_catalog, word_ids, tmp_path):
