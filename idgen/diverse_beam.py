@@ -64,8 +64,9 @@ class Constraint(Protocol):
 
     Only the allowed pairs are scored (no vocabulary-wide mask, add and top-k): little work when few are allowed."""
 
-    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, tokens): every allowed (row, next token) pair, rows ascending, tokens ascending within a row."""
+    def edges(self, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, tokens): every allowed (row, next token) pair of the rows where ``alive``, rows ascending, tokens
+        ascending within a row. (Other rows could not produce a candidate: empty beam slots, finished groups.)"""
 
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         """Row i now continues old row ``rows[i]`` with ``tokens[i]``."""
@@ -83,30 +84,46 @@ def _mask_step(logp: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int, 
         logp[..., eos] = keep
 
 
-def _sparse_candidates(constraint, logp: torch.Tensor, N: int, G: int, P: int):
+def _mask_edges(toks: torch.Tensor, vals: torch.Tensor, step: int, cfg: DiverseBeamConfig, eos: int,
+                banned: list[int]) -> torch.Tensor:
+    """:func:`_mask_step` for the allowed (row, token) pairs only."""
+    drop = torch.zeros_like(toks, dtype=torch.bool)
+    for b in banned:
+        drop |= toks == b
+    if step < cfg.min_new_tokens:
+        drop |= toks == eos
+    if step >= cfg.max_new_tokens:
+        drop |= toks != eos
+    return vals.masked_fill(drop, float("-inf"))
+
+
+def _sparse_candidates(rows: torch.Tensor, toks: torch.Tensor, vals: torch.Tensor, N: int, G: int, P: int):
     """Per group: the top ``2P`` (score, beam, token) of each item among the allowed pairs only.
 
-    Pairs are laid out per item in the order of the dense path (beam-major, tokens ascending), padded with -inf."""
-    rows, toks = constraint.edges()
-    vals = logp.view(-1, logp.shape[-1])[rows, toks]
+    ``vals`` are the log-probabilities of the pairs ``(rows, toks)``. Pairs are laid out per item in the order of
+    the dense path (beam-major, tokens ascending), padded with -inf."""
     item, group, beam = rows // (G * P), (rows // P) % G, rows % P
-    dev = logp.device
+    dev = vals.device
 
     def top(g: int, beam_scores: torch.Tensor, counts, penalty: float):
-        sel = group == g
-        it, bm, tk = item[sel], beam[sel], toks[sel]
-        v = vals[sel] + beam_scores[it, g, bm]
+        if G == 1:
+            it, bm, tk, v = item, beam, toks, vals
+        else:
+            sel = group == g
+            it, bm, tk, v = item[sel], beam[sel], toks[sel], vals[sel]
+        v = v + beam_scores[it, g, bm]
         if counts is not None and penalty and g:
             v = v - penalty * counts[it, tk]
         per = torch.bincount(it, minlength=N)
         pos = torch.arange(it.shape[0], device=dev) - (per.cumsum(0) - per)[it]
         width = max(int(per.max()) if it.numel() else 0, 2 * P)
         dense_s = torch.full((N, width), float("-inf"), device=dev)
-        dense_b = torch.zeros((N, width), dtype=torch.long, device=dev)
-        dense_t = torch.zeros((N, width), dtype=torch.long, device=dev)
-        dense_s[it, pos], dense_b[it, pos], dense_t[it, pos] = v, bm, tk
+        dense_i = torch.zeros((N, width), dtype=torch.long, device=dev)
+        dense_s[it, pos] = v
+        dense_i[it, pos] = torch.arange(it.shape[0], device=dev)
         top_s, top_i = dense_s.topk(2 * P, dim=1)
-        return top_s, dense_b.gather(1, top_i), dense_t.gather(1, top_i)
+        pick = dense_i.gather(1, top_i)
+        return top_s, bm[pick], tk[pick]
 
     return top
 
@@ -123,6 +140,7 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
     dev = input_ids.device
     banned = sorted(set(banned_token_ids if banned_token_ids is not None else [pad_token_id]) - {eos_token_id})
     dec = CachedDecoder(model, input_ids, attention_mask, G * P)
+    V = model.lm_head.weight.shape[0]
     alpha = cfg.length_penalty
 
     beam_scores = torch.full((N, G, P), NEG, device=dev)
@@ -137,11 +155,17 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
     last = dec.start()
 
     for step in range(T + 1):
-        logp = dec.step(last)
-        V = logp.shape[-1]
-        logp = logp.view(N, G, P, V)
-        _mask_step(logp, step, cfg, eos_token_id, banned)
-        sparse = _sparse_candidates(constraint, logp, N, G, P) if constraint is not None else None
+        hidden = dec.step(last)
+        if constraint is not None:
+            alive = (beam_scores > NEG / 2) & ~done[:, :, None]
+            pair_rows, pair_toks = constraint.edges(alive.view(-1))
+            vals = dec.edge_log_probs(hidden, pair_rows, pair_toks)
+            vals = _mask_edges(pair_toks, vals, step, cfg, eos_token_id, banned)
+            sparse = _sparse_candidates(pair_rows, pair_toks, vals, N, G, P)
+        else:
+            logp = dec.log_probs(hidden).view(N, G, P, V)
+            _mask_step(logp, step, cfg, eos_token_id, banned)
+            sparse = None
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()
         new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)

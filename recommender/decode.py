@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from idgen.diverse_beam import DiverseBeamConfig, diverse_beam_search
-from recommender.trie import Trie
+from recommender.trie import DEAD, Trie
 
 
 class TrieConstraint:
@@ -22,8 +22,8 @@ class TrieConstraint:
         self.trie = trie
         self.nodes = torch.zeros(rows, dtype=torch.long, device=device)
 
-    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.trie.edges(self.nodes)
+    def edges(self, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.trie.edges(torch.where(alive, self.nodes, torch.full_like(self.nodes, DEAD)))
 
     def advance(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         self.nodes = self.trie.advance(self.nodes[rows], tokens)
