@@ -79,7 +79,7 @@ class CachedDecoder:
             tokens = tokens.view(self.n, self.expand)[:, 0]
         h = self.model.decoder.embed_tokens(tokens)[:, None, :]  # (rows, 1, d)
         t = self.steps
-        bias = self.blocks[0].layer[0].SelfAttention.compute_bias(1, t + 1, device=h.device, past_seen_tokens=t)
+        bias = self._position_bias(t, h.device)
         for i, block in enumerate(self.blocks):
             sa = block.layer[0].SelfAttention
             x = block.layer[0].layer_norm(h)
@@ -105,6 +105,17 @@ class CachedDecoder:
                         for k, v in self.own]
         self.steps += 1
         return h
+
+    def _position_bias(self, t: int, device: torch.device) -> torch.Tensor:
+        """T5's relative position bias of the query at position ``t`` over keys ``0..t``: (1, heads, 1, t + 1).
+
+        Built from the static bucket function and the bias table (stable across transformers versions, unlike
+        ``compute_bias``'s signature)."""
+        sa, cfg = self.blocks[0].layer[0].SelfAttention, self.model.config
+        buckets = sa._relative_position_bucket(torch.arange(t + 1, device=device) - t, bidirectional=False,
+                                               num_buckets=cfg.relative_attention_num_buckets,
+                                               max_distance=cfg.relative_attention_max_distance)
+        return sa.relative_attention_bias(buckets).T[None, :, None, :]
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token log-probabilities over the whole vocabulary, (rows, vocab) in float32.

@@ -2,14 +2,21 @@
 
 Ranks can hold different numbers of samples (shards are whole units); every rank runs the same number of
 micro-steps (collectives need it), and a rank out of samples feeds an empty batch whose loss counts zero.
+Micro-batches are grouped by length (less padding) and tokenized ahead in a background thread.
 """
 from __future__ import annotations
 
 import math
+import queue
+import random
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
-import webdataset as wds
+import torch
+
+T = TypeVar("T")
 
 from pretrain.shards import read_manifest
 
@@ -32,7 +39,7 @@ def micro_steps_per_epoch(shards_dir: Path, world: int, micro_batch: int, grad_a
 
 def rank_batches(shards_dir: Path, micro_batch: int, workers: int = 0) -> Iterator[list[dict]]:
     """This rank's samples in shard order, in lists of ``micro_batch`` (the last may be shorter)."""
-    import torch
+    import webdataset as wds
 
     ds = (wds.WebDataset(shard_urls(shards_dir), nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker,
                          shardshuffle=False, empty_check=False)
@@ -47,3 +54,96 @@ def rank_batches(shards_dir: Path, micro_batch: int, workers: int = 0) -> Iterat
             batch = []
     if batch:
         yield batch
+
+
+def length_grouped(batches: Iterable[list[dict]], micro_batch: int, window: int, seed: int) -> Iterator[list[dict]]:
+    """Re-form batches ``window`` at a time: their samples sorted by prompt length, cut into batches again, those
+    batches yielded in a seeded random order. Same samples, same number of batches, far less padding."""
+    rng = random.Random(seed)
+    it = iter(batches)
+    while True:
+        pool = [s for b in _take(it, window) for s in b]
+        if not pool:
+            return
+        pool.sort(key=lambda s: len(s["src"]))
+        group = [pool[i:i + micro_batch] for i in range(0, len(pool), micro_batch)]
+        rng.shuffle(group)
+        yield from group
+
+
+def _take(it: Iterator[T], n: int) -> list[T]:
+    out = []
+    for x in it:
+        out.append(x)
+        if len(out) == n:
+            break
+    return out
+
+
+@dataclass
+class Batch:
+    keys: list[str]
+    tensors: dict[str, torch.Tensor]  # input_ids, attention_mask, labels (pad -> -100)
+
+
+def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_tokens: int, max_target_tokens: int,
+                      group_window: int, seed: int, workers: int = 0) -> Iterator[Batch]:
+    """This rank's micro-batches, length-grouped (``group_window`` > 1) and tokenized in a background thread."""
+    from idgen.seq2seq import seq2seq_batch
+
+    raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)
+    if group_window > 1:
+        raw = length_grouped(raw, micro_batch, group_window, seed)
+    pin = torch.cuda.is_available()  # pinned host memory: the copy to the GPU can overlap compute
+
+    def make(b: list[dict]) -> Batch:
+        t = seq2seq_batch(tokenizer, [s["src"] for s in b], [s["tgt"] for s in b], max_source_tokens,
+                          max_target_tokens)
+        return Batch([s["key"] for s in b], {k: v.pin_memory() if pin else v for k, v in t.items()})
+
+    return prefetch(make(b) for b in raw)
+
+
+def empty_batch(tokenizer, max_source_tokens: int, max_target_tokens: int) -> Batch:
+    """What a rank out of samples feeds (its loss is multiplied by zero)."""
+    from idgen.seq2seq import seq2seq_batch
+
+    return Batch([], seq2seq_batch(tokenizer, [""], [""], max_source_tokens, max_target_tokens))
+
+
+def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Produce ``items`` in a daemon thread, up to ``depth`` ahead (tokenizing overlaps training). Errors are
+    raised in the consumer; a consumer that stops early lets the thread end at its next put."""
+    q: queue.Queue = queue.Queue(depth)
+    done, stop = object(), threading.Event()
+
+    def work() -> None:
+        try:
+            for x in items:
+                while not stop.is_set():
+                    try:
+                        q.put((x, None), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as e:  # handed to the consumer
+            q.put((done, e))
+
+    threading.Thread(target=work, daemon=True).start()
+
+    def consume() -> Iterator[T]:
+        try:
+            while True:
+                x, err = q.get()
+                if x is done:
+                    if err is not None:
+                        raise err
+                    return
+                yield x
+        finally:
+            stop.set()
+
+    return consume()

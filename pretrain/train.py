@@ -2,8 +2,12 @@
 
     deepspeed --num_accelerators 2 --module pretrain.train --config configs/beauty.yaml
     python -m pretrain.train --config configs/beauty.yaml          # one process, same code
+    python -m pretrain.train --config configs/beauty.yaml --engine torch   # one process, no DeepSpeed needed
 
-CPU uses gloo, CUDA GPUs NCCL and bf16. Teacher forcing on (prompt -> target item ID). Checkpoints in DeepSpeed's
+CPU uses gloo, CUDA GPUs NCCL and bf16. ``engine: torch`` (pretrain.engine) runs the same loop in one process
+without DeepSpeed (bf16 autocast and fused AdamW on a GPU). Micro-batches are formed from windows of samples sorted
+by prompt length (less padding; the batches' order is then shuffled with the seed) and tokenized in a background
+thread while the model trains. Teacher forcing on (prompt -> target item ID). Checkpoints in DeepSpeed's
 format every ``save_every`` optimizer steps and at the end; a relaunch resumes from the latest one, skipping the
 micro-batches already done, so it ends with the same parameters as an uninterrupted run (same data order, dropout
 seeded per step). At each epoch end the model is exported as a HuggingFace directory (safetensors + tokenizer) and,
@@ -58,6 +62,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     log_samples: bool = False
     collective_timeout_hours: float = 6.0
+    engine: str = "deepspeed"
+    length_group_window: int = 32
+    time_budget_s: float = 0.0
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -66,6 +73,10 @@ class TrainConfig:
             raise ValueError("micro_batch, grad_accum and epochs must be >= 1")
         if (self.valid_catalog is None) != (self.valid_ids is None):
             raise ValueError("give both valid_catalog and valid_ids, or neither")
+        if self.engine not in ("deepspeed", "torch"):
+            raise ValueError(f"engine must be deepspeed or torch, got {self.engine!r}")
+        if self.engine == "torch" and self.zero_stage:
+            raise ValueError("engine torch is one process: set zero_stage 0")
 
 
 HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
@@ -75,7 +86,10 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "zero_stage": "DeepSpeed ZeRO stage 0-3", "grad_accum": "micro-batches per optimizer step",
         "save_every": "optimizer steps between checkpoints",
         "valid_catalog": "catalog for validation-based model selection", "valid_ids": "its ID folder",
-        "log_samples": "write the keys of the samples each rank trained on (samples_rank<R>_epoch<E>.txt)"}
+        "log_samples": "write the keys of the samples each rank trained on (samples_rank<R>_epoch<E>.txt)",
+        "engine": "deepspeed (any number of processes, ZeRO) or torch (one process, no DeepSpeed)",
+        "length_group_window": "micro-batches whose samples are sorted by length together (0: off)",
+        "time_budget_s": "one process only: end training (as if at an epoch end) after this many seconds (0: none)"}
 
 
 def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
@@ -114,13 +128,13 @@ def _skip_shm_comm_build() -> None:
 
 def export_hf(engine, tokenizer, out: Path, rank: int) -> None:
     """Full parameters (gathered under ZeRO-3) saved by rank 0 as safetensors + tokenizer, atomically."""
-    import deepspeed
-
     from idgen.model import save_model
 
-    params = list(engine.module.parameters())
-    gather = (deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-              if engine.zero_optimization_stage() == 3 else _null())
+    gather = _null()
+    if engine.zero_optimization_stage() == 3:
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
     with gather:
         if rank == 0:
             save_model(engine.module, tokenizer, out)
@@ -134,26 +148,62 @@ class _null:
         return False
 
 
-def train(cfg: TrainConfig) -> dict:
+def _start_engine(cfg: TrainConfig, model, total_steps: int):
+    """(engine, rank, world): DeepSpeed (initializing the process group) or the one-process TorchEngine."""
+    if cfg.engine == "torch":
+        from pretrain.engine import TorchEngine
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("engine torch runs in one process; use engine deepspeed under a launcher")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return TorchEngine(model, device, cfg.lr, cfg.weight_decay, cfg.warmup_steps, total_steps, cfg.clip,
+                           cfg.grad_accum, cfg.bf16), 0, 1
     import deepspeed
     import torch.distributed as dist
 
-    from catalog.atomic import write_json
-    from catalog.progress import progress
-    from catalog.tokenizer import load_tokenizer
-    from idgen.model import build_model, load_model, model_config
-    from idgen.seq2seq import seq2seq_batch
-    from pretrain.data import micro_steps_per_epoch, rank_batches
-
-    if cfg.shards is None or cfg.out is None or (cfg.tokenizer is None and cfg.init is None):
-        raise ValueError("train needs shards, out and tokenizer (or init)")
-    _single_process_env()
     _skip_shm_comm_build()
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+                                           config=ds_config(cfg, total_steps))
+    return engine, dist.get_rank(), dist.get_world_size()
+
+
+def _world_size(cfg: TrainConfig) -> int:
+    """Processes in this run; starts DeepSpeed's process group (it must exist before counting steps)."""
+    if cfg.engine == "torch":
+        return 1
+    import deepspeed
+    import torch.distributed as dist
+
+    _single_process_env()
     # rank 0 evaluates on validation at epoch ends while the others wait in a collective: allow hours, not gloo's
     # default 30 minutes
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
                                timeout=timedelta(hours=cfg.collective_timeout_hours))
-    rank, world = dist.get_rank(), dist.get_world_size()
+    return dist.get_world_size()
+
+
+def _share_from_rank0(obj):
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def train(cfg: TrainConfig) -> dict:
+    from catalog.atomic import write_json
+    from catalog.progress import progress
+    from catalog.tokenizer import load_tokenizer
+    from idgen.model import build_model, load_model, model_config
+    from pretrain.data import empty_batch, micro_steps_per_epoch, tokenized_batches
+
+    if cfg.shards is None or cfg.out is None or (cfg.tokenizer is None and cfg.init is None):
+        raise ValueError("train needs shards, out and tokenizer (or init)")
+    if cfg.time_budget_s and cfg.engine != "torch":
+        raise ValueError("time_budget_s needs engine torch (ranks would have to agree on when to stop)")
+    world = _world_size(cfg)
     out = Path(cfg.out)
     tok = load_tokenizer(cfg.init or cfg.tokenizer)
     if cfg.init is not None:
@@ -164,11 +214,10 @@ def train(cfg: TrainConfig) -> dict:
         model = build_model(mcfg, tok)
     micro_per_epoch = micro_steps_per_epoch(cfg.shards, world, cfg.micro_batch, cfg.grad_accum)
     total_steps = micro_per_epoch * cfg.epochs // cfg.grad_accum
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                           config=ds_config(cfg, total_steps))
+    engine, rank, world = _start_engine(cfg, model, total_steps)
     device = engine.device
     ckpt = out / "checkpoints"
-    state = {"epoch": 0, "micro_step": 0, "best": None, "history": []}
+    state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "out_of_time": False}
     if (ckpt / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt))
         state.update((client or {}).get("idgenrec", {}))
@@ -177,9 +226,11 @@ def train(cfg: TrainConfig) -> dict:
                      state["epoch"], state["micro_step"])
     metrics_log = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
-    while state["epoch"] < cfg.epochs:
+    t_start = time.time()
+    while state["epoch"] < cfg.epochs and not state["out_of_time"]:
         epoch = state["epoch"]
-        batches = rank_batches(cfg.shards, cfg.micro_batch, cfg.loader_workers)
+        batches = tokenized_batches(cfg.shards, cfg.micro_batch, tok, cfg.max_source_tokens, cfg.max_target_tokens,
+                                    cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers)
         for _ in range(state["micro_step"]):  # already done before the checkpoint we resumed from
             next(batches, None)
         bar = progress(total=micro_per_epoch, initial=state["micro_step"], desc=f"epoch {epoch}", unit="step",
@@ -188,25 +239,26 @@ def train(cfg: TrainConfig) -> dict:
         while state["micro_step"] < micro_per_epoch:
             batch = next(batches, None)
             real = batch is not None
-            pairs = batch if real else [{"src": "", "tgt": ""}]
-            inputs = seq2seq_batch(tok, [b["src"] for b in pairs], [b["tgt"] for b in pairs], cfg.max_source_tokens,
-                                   cfg.max_target_tokens, device)
+            if not real:  # this rank is out of samples: an empty batch keeps the collectives in step
+                batch = empty_batch(tok, cfg.max_source_tokens, cfg.max_target_tokens)
+            inputs = {k: v.to(device, non_blocking=True) for k, v in batch.tensors.items()}
             torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * state["micro_step"] + rank)  # dropout
             loss = engine(**inputs).loss  # under bf16 DeepSpeed holds the model in bf16 itself
             engine.backward(loss * (1.0 if real else 0.0))
             engine.step()
             state["micro_step"] += 1
             if real:
-                seen += len(batch)
-                losses.append(loss.item())
+                seen += len(batch.keys)
+                losses.append(loss.detach())  # no device sync per step: read at log time
                 if cfg.log_samples:
                     with open(out / f"samples_rank{rank}_epoch{epoch}.txt", "a") as fh:
-                        fh.write("".join(b["key"] + "\n" for b in batch))
+                        fh.write("".join(k + "\n" for k in batch.keys))
             bar.update(1)
             step = engine.global_steps
             if state["micro_step"] % cfg.grad_accum == 0:  # an optimizer step just happened
                 if rank == 0 and step % cfg.log_every == 0 and losses:
-                    rec = {"epoch": epoch, "step": step, "loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                    recent = losses[-cfg.log_every:]
+                    rec = {"epoch": epoch, "step": step, "loss": torch.stack(recent).float().mean().item(),
                            "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
                     with open(metrics_log, "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
@@ -214,12 +266,19 @@ def train(cfg: TrainConfig) -> dict:
                 _test_kill_hook(step, rank)
                 if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
                     engine.save_checkpoint(str(ckpt), tag=f"step{step:08d}", client_state={"idgenrec": dict(state)})
+                if cfg.time_budget_s and time.time() - t_start > cfg.time_budget_s:
+                    log.info("time budget of %.0f s reached in epoch %d at micro-step %d: training ends here",
+                             cfg.time_budget_s, epoch, state["micro_step"])
+                    state["out_of_time"] = True
+                    break
         bar.close()
         export = out / f"epoch{epoch:03d}"
         export_hf(engine, tok, export, rank)
         state["epoch"], state["micro_step"] = epoch + 1, 0
         if rank == 0:
-            record = {"epoch": epoch, "export": str(export), "train_loss": sum(losses) / max(len(losses), 1)}
+            train_loss = torch.stack(losses).float().mean().item() if losses else 0.0
+            record = {"epoch": epoch, "export": str(export), "train_loss": train_loss,
+                      "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
             if cfg.valid_catalog is not None:
                 record["valid"] = _evaluate(export, cfg, "valid")
                 key = record["valid"]["NDCG@10"]
@@ -231,18 +290,25 @@ def train(cfg: TrainConfig) -> dict:
                 state["best"] = {"epoch": epoch}
             state["history"].append(record)
             log.info("epoch %d done: %s", epoch, json.dumps(record))
-        obj = [state]
-        dist.broadcast_object_list(obj, src=0)
-        state = obj[0]
+        state = _share_from_rank0(state)
         engine.save_checkpoint(str(ckpt), tag=f"epoch{epoch:03d}", client_state={"idgenrec": dict(state)})
-    summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "best": state["best"],
-               "history": state["history"], "final": str(out / f"epoch{cfg.epochs - 1:03d}")}
+    last = state["history"][-1]["epoch"] if state["history"] else cfg.epochs - 1
+    summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "engine": cfg.engine,
+               "best": state["best"], "history": state["history"], "final": str(out / f"epoch{last:03d}"),
+               "out_of_time": state["out_of_time"]}
     if rank == 0:
         if cfg.valid_catalog is not None and (out / "best").exists():
             summary["test_at_best"] = _evaluate(out / "best", cfg, "test")
         write_json(out / "summary.json", summary)
-    dist.barrier()
+    _barrier()
     return summary
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def _replace(src: Path, dst: Path) -> None:

@@ -1,13 +1,17 @@
-"""The DeepSpeed trainer for real: the deepspeed launcher with 2 CPU processes (gloo) over WebDataset shards."""
+"""The trainer for real: the deepspeed launcher with 2 CPU processes (gloo) over WebDataset shards, and the
+one-process torch engine in a Python without DeepSpeed."""
 import json
 import os
+import random
 import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from cluster.cli import main as idgenrec
+from pretrain.data import length_grouped, prefetch
 from pretrain.launch import launch_train
 from pretrain.shards import read_manifest
 
@@ -83,3 +87,68 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 1 and summary["best"]["epoch"] == 0
     assert {"HR@10", "NDCG@10"} <= set(summary["test_at_best"])
+
+
+NO_DEEPSPEED = "import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; sys.exit(main())"
+
+
+def _torch_engine(shards, tok, out, *extra, env=None):
+    """The one-process engine, in a Python where DeepSpeed and Ray cannot be imported (as on the GPU machine)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.run([sys.executable, "-c", NO_DEEPSPEED, "--engine", "torch", "--zero-stage", "0",
+                           "--shards", str(shards), "--out", str(out), "--tokenizer", str(tok), "--micro-batch", "2",
+                           "--log-every", "1", *extra], capture_output=True, text=True, timeout=600,
+                          env={**base, **(env or {})})
+
+
+def test_torch_engine_kill_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
+    args = ("--epochs", "2", "--save-every", "4", "--grad-accum", "2")
+    full = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "full", *args)
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "resumed", *args,
+                           env={"IDGENREC_TEST_KILL_AT_STEP": "22"})  # epoch 1 (15 steps each), after step 20
+    assert killed.returncode != 0
+    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step00000020"
+    resumed = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "resumed", *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step00000020" in resumed.stderr
+    a = load_file(str(tmp_path / "full" / "epoch001" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "epoch001" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"]
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["engine"] == "torch" and summary["world_size"] == 1 and not summary["out_of_time"]
+
+
+def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer_dir, tmp_path):
+    run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "50", "--time-budget-s", "0.001")
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["out_of_time"] and len(summary["history"]) == 1
+    assert (tmp_path / "best" / "model.safetensors").exists()
+
+
+def test_length_grouping_keeps_every_sample_and_reduces_padding():
+    rng = random.Random(0)
+    samples = [{"key": str(i), "src": "x" * rng.randint(1, 200)} for i in range(103)]
+    batches = [samples[i:i + 8] for i in range(0, len(samples), 8)]
+    grouped = list(length_grouped(batches, 8, 4, seed=1))
+    assert len(grouped) == len(batches)
+    assert sorted(s["key"] for b in grouped for s in b) == sorted(s["key"] for s in samples)
+    pad = lambda bs: sum(max(len(s["src"]) for s in b) * len(b) - sum(len(s["src"]) for s in b) for b in bs)
+    assert pad(grouped) < pad(batches) / 2
+    assert grouped == list(length_grouped(batches, 8, 4, seed=1))  # deterministic: resume skips the same batches
+
+
+def test_prefetch_passes_items_in_order_and_raises_errors():
+    assert list(prefetch(iter(range(100)), depth=3)) == list(range(100))
+
+    def broken():
+        yield 1
+        raise ValueError("bad sample")
+
+    it = prefetch(broken())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad sample"):
+        next(it)
