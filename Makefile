@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean gpu-prep
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -29,6 +29,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# For bench/gpu_run.sh on the device machine: pure-Python wheels it lacks, and Beauty beside the working tree.
+gpu-prep:
+	rm -rf .whl .gpu_data && mkdir -p .whl .gpu_data
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl webdataset==1.0.2 braceexpand==0.1.7 $(QUIET)
+	cp -r ../shared/data/Beauty .gpu_data/ && chmod -R u+w .gpu_data
 
 clean:
 	rm -rf runs .pytest_cache

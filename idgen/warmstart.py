@@ -38,6 +38,7 @@ class WarmStartConfig:
     max_tag_words: int = 8
     seed: int = 0
     device: str = "cpu"
+    bf16: bool = False  # autocast (float32 weights); for GPUs
 
     def check(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
@@ -87,7 +88,8 @@ def warmstart(cfg: WarmStartConfig) -> dict:
         idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
         batch = seq2seq_batch(tok, [texts[i] for i in idx], [tags[i] for i in idx], cfg.max_source_tokens,
                               cfg.max_tag_words * 3, cfg.device)
-        loss = model(**batch).loss
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,34 @@
+"""bench/gpu_run.py end to end at smoke sizes on CPU, in a Python where Ray and DeepSpeed cannot be imported (as on
+the GPU machine): every phase runs, results and table come out, our decoder equals transformers' on the same users."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, shared_dataset
+
+BLOCKED = ("import runpy, sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; "
+           "sys.argv = ['gpu_run.py'] + sys.argv[1:]; runpy.run_path('bench/gpu_run.py', run_name='__main__')")
+
+
+def test_smoke_run_without_ray_or_deepspeed(tmp_path):
+    data = shared_dataset("Beauty")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", BLOCKED, "--smoke", "--data", str(data), "--out", str(out),
+                          "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    r = json.loads((out / "gpu_run.json").read_text())
+    assert r["errors"] == {} and r["env"]["smoke"]
+    assert set(r["phases"]) == {"prepare", "warm start", "item IDs", "recommender", "sasrec", "decoding speed",
+                                "training speed"}
+    assert r["item_ids"]["unique"] and r["item_ids"]["items"] == r["catalog"]["items"]
+    assert r["decoding"]["same_top20_fraction"] == 1.0  # float32 on CPU: the same ranked items as transformers
+    for key in ("HR@5", "HR@10", "NDCG@5", "NDCG@10"):
+        assert 0 <= r["recommender"]["test"][key] <= 1 and 0 <= r["sasrec"]["test"][key] <= 1
+    assert r["recommender"]["test"]["users"] == r["catalog"]["users"]
+    for key in ("ours_users_per_s", "transformers_python_trie_users_per_s", "transformers_unconstrained_users_per_s"):
+        assert r["decoding"][key] > 0
+    assert r["training"]["ratio"] > 0 and r["item_ids"]["ratio"] > 0
+    table = (out / "table.txt").read_text()
+    assert run.stdout.rstrip().endswith(table.rstrip())  # the table is printed last
+    assert "decoding users/s" in table and "IDGenRec (ours)" in table
