@@ -20,7 +20,6 @@ Everything goes to ``--out`` (results JSON after every phase, so a cut-off run s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -29,7 +28,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
     run = Run(args.out, device)
     run.put("env", environment(device) | {"smoke": args.smoke})
-    run.put("sizes", vars(sz) if not args.smoke else {k: getattr(sz, k) for k in Sizes.__dataclass_fields__})
+    run.put("sizes", asdict(sz))
     w = args.work
     cat = run.phase("prepare", lambda: prepare_data(args, sz, w))
     if cat is not None:

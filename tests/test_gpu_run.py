@@ -3,7 +3,6 @@ the GPU machine): every phase runs, results and table come out, our decoder equa
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO, shared_dataset
 
