@@ -55,3 +55,24 @@ def published_ids(cat) -> list[str]:
         seen.add(text)
         ids.append(text)
     return ids
+
+
+def stock_generate_kwargs(beams: int, max_depth: int) -> dict:
+    """transformers ``generate`` arguments of the stock approach: plain beam search, all beams returned."""
+    return dict(num_beams=beams, num_return_sequences=beams, max_new_tokens=max_depth, early_stopping=True,
+                do_sample=False)
+
+
+def stock_rankings(sequences, users: int, beams: int, tokens: list[list[int]], eos: int) -> list[list[int]]:
+    """Per user, the item indices in the order ``generate`` returned them (-2 where a sequence is no item's ID).
+
+    ``tokens[i]`` are item i's ID tokens; each returned sequence starts with the decoder start token."""
+    lookup = {tuple(t): i for i, t in enumerate(tokens)}
+    ranked = []
+    for user in sequences.view(users, beams, -1).tolist():
+        items = []
+        for s in user:
+            s = s[1:]
+            items.append(lookup.get(tuple(s[: s.index(eos)] if eos in s else s), -2))
+        ranked.append(items)
+    return ranked

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from common import prepared, published_ids
+from common import prepared, published_ids, stock_generate_kwargs, stock_rankings
 
 
 def main() -> None:
@@ -54,8 +54,7 @@ def main() -> None:
     batches = [tok(prompts[i:i + args.batch_size], padding=True, truncation=True, max_length=512,
                    return_tensors="pt").to(dev) for i in range(0, len(prompts), args.batch_size)]
     n_base = max(1, args.baseline_users // args.batch_size)
-    gen = dict(num_beams=args.beams, num_return_sequences=args.beams, max_new_tokens=trie.max_depth,
-               early_stopping=True, do_sample=False)
+    gen = stock_generate_kwargs(args.beams, trie.max_depth)
     results, same = {}, []
 
     def timed(name, fn, bs):
@@ -74,15 +73,9 @@ def main() -> None:
         ours = timed("ours_users_per_s", ours_fn, batches[:n_base])  # the same users as the baselines
         if len(batches) > n_base:
             timed("ours_all_users_per_s", ours_fn, batches)
-    lookup = {tuple(t): i for i, t in enumerate(tokens)}
     for hf, our in zip(base, ours):
-        seqs = hf.view(our.items.shape[0], args.beams, -1).tolist()
-        for u in range(our.items.shape[0]):
-            items = []
-            for s in seqs[u]:
-                s = s[1:]
-                items.append(lookup.get(tuple(s[: s.index(tok.eos_token_id)] if tok.eos_token_id in s else s), -2))
-            same.append(items == our.items[u].tolist())
+        stock = stock_rankings(hf, our.items.shape[0], args.beams, tokens, tok.eos_token_id)
+        same += [s == o for s, o in zip(stock, our.items.tolist())]
     results["ours_vs_python_trie"] = results["ours_users_per_s"] / results["transformers_python_trie_users_per_s"]
     results["ours_vs_unconstrained"] = results["ours_users_per_s"] / results["transformers_unconstrained_users_per_s"]
     results["same_top20_fraction"] = sum(same) / max(len(same), 1)

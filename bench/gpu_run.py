@@ -31,8 +31,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO as ROOT, stock_generate_kwargs, stock_rankings  # noqa: E402  (puts the repo on the path)
 
 import torch  # noqa: E402
 
@@ -79,9 +79,7 @@ class Run:
 
     def phase(self, name: str, fn) -> object:
         log.info("== %s", name)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak(self.device)
         t = time.time()
         try:
             value = fn()
@@ -264,8 +262,7 @@ def decoding(sz: Sizes, work: Path, device: torch.device) -> dict:
     def enc(ps):
         return tok(ps, truncation=True, max_length=512, padding=True, return_tensors="pt").to(device)
 
-    gen = dict(num_beams=20, num_return_sequences=20, max_new_tokens=trie.max_depth, early_stopping=True,
-               do_sample=False)
+    gen = stock_generate_kwargs(20, trie.max_depth)
     stock = [enc(prompts[i:i + 64]) for i in range(0, sz.stock_users, 64)]
     ours_batches = [enc(prompts[i:i + sz.decode_batch]) for i in range(0, len(prompts), sz.decode_batch)]
     out: dict = {"items": len(tokens), "beams": 20, "dtype": str(next(model.parameters()).dtype)}
@@ -288,18 +285,11 @@ def decoding(sz: Sizes, work: Path, device: torch.device) -> dict:
     timed("transformers_unconstrained", lambda b: model.generate(**b, **gen), stock)
     ours_same = timed("ours_on_stock_users", ours_fn, stock)
     timed("ours", ours_fn, ours_batches)
-    lookup = {tuple(t): i for i, t in enumerate(tokens)}
     same = top1 = n = 0
     for h, o in zip(hf, ours_same):
-        seqs = h.view(o.items.shape[0], 20, -1).tolist()
-        for u in range(o.items.shape[0]):
-            items = []
-            for s in seqs[u]:
-                s = s[1:]
-                items.append(lookup.get(tuple(s[: s.index(tok.eos_token_id)] if tok.eos_token_id in s else s), -2))
-            mine = o.items[u].tolist()
-            same += items == mine
-            top1 += items[0] == mine[0]
+        for stock, mine in zip(stock_rankings(h, o.items.shape[0], 20, tokens, tok.eos_token_id), o.items.tolist()):
+            same += stock == mine
+            top1 += stock[0] == mine[0]
             n += 1
     out["same_top20_fraction"], out["same_top1_fraction"] = same / max(n, 1), top1 / max(n, 1)
     out["ratio_vs_python_trie"] = out["ours_users_per_s"] / out["transformers_python_trie_users_per_s"]

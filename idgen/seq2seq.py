@@ -44,18 +44,16 @@ class CachedDecoder:
         self.start_token = cfg.decoder_start_token_id
         self.scale = cfg.d_model ** -0.5 if getattr(cfg, "scale_decoder_outputs", cfg.tie_word_embeddings) else 1.0
         encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        self.dtype = encoded.dtype
         n, s = input_ids.shape
         # additive mask over source positions, broadcast over heads and beams: (N, 1, 1, S)
-        self.source_mask = torch.zeros((n, 1, 1, s), dtype=self.dtype, device=input_ids.device).masked_fill(
-            attention_mask[:, None, None, :] == 0, torch.finfo(self.dtype).min)
-        self.cross = [(self._heads(b.layer[1].EncDecAttention.k(encoded)), self._heads(b.layer[1].EncDecAttention.v(encoded)))
-                      for b in self.blocks]
+        self.source_mask = torch.zeros((n, 1, 1, s), dtype=encoded.dtype, device=input_ids.device).masked_fill(
+            attention_mask[:, None, None, :] == 0, torch.finfo(encoded.dtype).min)
+        cross = [b.layer[1].EncDecAttention for b in self.blocks]
+        self.cross = [(self._heads(a.k(encoded)), self._heads(a.v(encoded))) for a in cross]
         self.own: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (rows, heads, steps, d_kv)
         self.steps = 0
         self.n = n
-        self._logits: torch.Tensor | None = None
-        self._buffers: dict[torch.dtype, torch.Tensor] = {}
+        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
     @property
     def rows(self) -> int:
@@ -123,15 +121,13 @@ class CachedDecoder:
         The result lives in a buffer this decoder reuses at its next call (callers use it within the step)."""
         weight = self.model.lm_head.weight
         R, V = hidden.shape[0], weight.shape[0]
-        if self._logits is None or self._logits.shape[0] < R:
-            self._logits = torch.empty((R, V), dtype=torch.float32, device=hidden.device)
-        logits = self._logits[:R]
+        logits = self._scratch("logits", R, V, torch.float32, hidden.device)
         if hidden.dtype == torch.float32:
             torch.mm(hidden, weight.T, out=logits)
         else:
             logits.copy_(hidden @ weight.T)
         chunk = self._chunk_rows(V, hidden.device)
-        tmp = self._scratch(min(chunk, R), V, torch.float32, hidden.device)
+        tmp = self._scratch("chunk", min(chunk, R), V, torch.float32, hidden.device)
         for r0 in range(0, R, chunk):
             part = logits[r0:r0 + chunk]
             part.sub_(_log_sum_exp(part, tmp[: part.shape[0]])[:, None])
@@ -151,7 +147,7 @@ class CachedDecoder:
         weight = self.model.lm_head.weight
         R, V = hidden.shape[0], weight.shape[0]
         chunk = self._chunk_rows(V, hidden.device)
-        buf = self._scratch(min(chunk, R), V, hidden.dtype, hidden.device)
+        buf = self._scratch("chunk", min(chunk, R), V, hidden.dtype, hidden.device)
         out = torch.empty(rows.shape[0], dtype=torch.float32, device=hidden.device)
         ends = (per_row.cumsum(0)[chunk - 1::chunk]).tolist()
         e0 = 0
@@ -165,11 +161,11 @@ class CachedDecoder:
             e0 = e1
         return out
 
-    def _scratch(self, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def _scratch(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A (rows, cols) buffer kept for the next steps: one allocation per search, not one per step."""
-        buf = self._buffers.get(dtype)
+        buf = self._buffers.get((name, dtype))
         if buf is None or buf.numel() < rows * cols:
-            buf = self._buffers[dtype] = torch.empty(rows * cols, dtype=dtype, device=device)
+            buf = self._buffers[(name, dtype)] = torch.empty(rows * cols, dtype=dtype, device=device)
         return buf[: rows * cols].view(rows, cols)
 
     @staticmethod

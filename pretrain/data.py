@@ -6,6 +6,7 @@ Micro-batches are grouped by length (less padding) and tokenized ahead in a back
 """
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import random
@@ -62,22 +63,13 @@ def length_grouped(batches: Iterable[list[dict]], micro_batch: int, window: int,
     rng = random.Random(seed)
     it = iter(batches)
     while True:
-        pool = [s for b in _take(it, window) for s in b]
+        pool = [s for b in itertools.islice(it, window) for s in b]
         if not pool:
             return
         pool.sort(key=lambda s: len(s["src"]))
         group = [pool[i:i + micro_batch] for i in range(0, len(pool), micro_batch)]
         rng.shuffle(group)
         yield from group
-
-
-def _take(it: Iterator[T], n: int) -> list[T]:
-    out = []
-    for x in it:
-        out.append(x)
-        if len(out) == n:
-            break
-    return out
 
 
 @dataclass

@@ -167,8 +167,9 @@ def _start_engine(cfg: TrainConfig, model, total_steps: int):
     return engine, dist.get_rank(), dist.get_world_size()
 
 
-def _world_size(cfg: TrainConfig) -> int:
-    """Processes in this run; starts DeepSpeed's process group (it must exist before counting steps)."""
+def _init_processes(cfg: TrainConfig) -> int:
+    """Start DeepSpeed's process group (it must exist before counting steps) and return the processes in this run
+    (1 for engine torch)."""
     if cfg.engine == "torch":
         return 1
     import deepspeed
@@ -203,7 +204,7 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("train needs shards, out and tokenizer (or init)")
     if cfg.time_budget_s and cfg.engine != "torch":
         raise ValueError("time_budget_s needs engine torch (ranks would have to agree on when to stop)")
-    world = _world_size(cfg)
+    world = _init_processes(cfg)
     out = Path(cfg.out)
     tok = load_tokenizer(cfg.init or cfg.tokenizer)
     if cfg.init is not None:
@@ -227,6 +228,7 @@ def train(cfg: TrainConfig) -> dict:
     metrics_log = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
+    empty = empty_batch(tok, cfg.max_source_tokens, cfg.max_target_tokens)
     while state["epoch"] < cfg.epochs and not state["out_of_time"]:
         epoch = state["epoch"]
         batches = tokenized_batches(cfg.shards, cfg.micro_batch, tok, cfg.max_source_tokens, cfg.max_target_tokens,
@@ -240,7 +242,7 @@ def train(cfg: TrainConfig) -> dict:
             batch = next(batches, None)
             real = batch is not None
             if not real:  # this rank is out of samples: an empty batch keeps the collectives in step
-                batch = empty_batch(tok, cfg.max_source_tokens, cfg.max_target_tokens)
+                batch = empty
             inputs = {k: v.to(device, non_blocking=True) for k, v in batch.tensors.items()}
             torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * state["micro_step"] + rank)  # dropout
             loss = engine(**inputs).loss  # under bf16 DeepSpeed holds the model in bf16 itself
