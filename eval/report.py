@@ -22,6 +22,26 @@ def _dataset(metrics_file: Path, m: dict) -> str:
     return metrics_file.parent.name
 
 
+def convergence_note(best_epoch: int | None, epochs_run: int | None) -> str:
+    """A warning when the epoch selected on validation is the last one run: the model may not have converged, so
+    the comparison may understate it."""
+    if best_epoch is None or not epochs_run or best_epoch < epochs_run - 1:
+        return ""
+    return f"not converged: best epoch {best_epoch} is the last of {epochs_run}"
+
+
+def _training_note(model_dir: str | None) -> str:
+    """The note for a model exported by our trainer (``<run>/best``, with ``<run>/summary.json`` beside it)."""
+    summary = Path(model_dir or "").parent / "summary.json"
+    if not model_dir or not summary.is_file():
+        return ""
+    s = json.loads(summary.read_text())
+    epochs = [h["epoch"] for h in s.get("history", [])]
+    if not s.get("best") or not epochs or "NDCG@10" not in s["best"]:
+        return ""  # no validation selection: nothing to say about convergence
+    return convergence_note(s["best"]["epoch"], max(epochs) + 1)
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """{dataset: {method: {metric: value, users}}}, loss curves, and where each number came from."""
     rows: dict[str, dict[str, dict]] = {}
@@ -31,13 +51,16 @@ def collect(run_dirs: list[Path]) -> dict:
             m = json.loads(f.read_text())
             ds = _dataset(f, m)
             label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
-            rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {"users": m["users"], "file": str(f)}
+            rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {
+                "users": m["users"], "file": str(f), "note": _training_note(m.get("model"))}
             if m.get("popularity"):
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
         for f in sorted(Path(run).rglob("sasrec.json")):
             s = json.loads(f.read_text())
             rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
-                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(f)})
+                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(f),
+                                                     "best_epoch": s.get("best_epoch"),
+                                                     "note": convergence_note(s.get("best_epoch"), s.get("epochs_run"))})
         for f in sorted(Path(run).rglob("metrics.jsonl")):
             pts = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             curves[str(f.parent)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
@@ -66,11 +89,12 @@ def write_report(run_dirs: list[Path], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# IDGenRec report", "", PROTOCOL, ""]
     for ds, methods in sorted(data["datasets"].items()):
-        lines += [f"## {ds}", "", "| method | users | " + " | ".join(METRICS) + " |",
-                  "|---|---|" + "---|" * len(METRICS)]
+        lines += [f"## {ds}", "", "| method | users | " + " | ".join(METRICS) + " | note |",
+                  "|---|---|" + "---|" * len(METRICS) + "---|"]
         for name, m in methods.items():
             lines.append(f"| {name} | {m.get('users', '')} | " + " | ".join(
-                f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "" for k in METRICS) + " |")
+                f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "" for k in METRICS)
+                + f" | {m.get('note', '')} |")
         lines.append("")
     paper = data["paper"]
     lines += ["## Paper reference", "", f"Source: {paper['source']}.", "", paper["note"], "",

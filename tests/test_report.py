@@ -11,13 +11,16 @@ def test_report_tables_json_and_pngs(tmp_path):
     m = {"users": 100, "HR@5": 0.05, "HR@10": 0.08, "NDCG@5": 0.03, "NDCG@10": 0.04, "catalog": str(tmp_path / "nope"),
          "popularity": {"users": 100, "HR@5": 0.01, "HR@10": 0.02, "NDCG@5": 0.005, "NDCG@10": 0.008}}
     (run / "eval" / "metrics_test.json").write_text(json.dumps(m))
-    (run / "sasrec.json").write_text(json.dumps({"dataset": "eval", "test": {
+    (run / "sasrec.json").write_text(json.dumps({"dataset": "eval", "best_epoch": 4, "epochs_run": 5, "test": {
         "users": 100, "HR@5": 0.04, "HR@10": 0.07, "NDCG@5": 0.02, "NDCG@10": 0.03}}))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 5.0 / s}) + "\n" for s in range(1, 9)))
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## eval" in md and "| IDGenRec (ours) | 100 | 0.0500 | 0.0800 | 0.0300 | 0.0400 |" in md
     assert "| Popularity | 100 |" in md and "SASRec (supervised, in-domain)" in md
+    # a baseline whose best epoch is its last had not converged: the report says so
+    assert "| SASRec (supervised, in-domain) | 100 | 0.0400 | 0.0700 | 0.0200 | 0.0300 | not converged: best epoch 4 " \
+           "is the last of 5 |" in md
     assert "leave-one-out" in md and "Paper reference" in md
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["datasets"]["eval"]["IDGenRec (ours)"]["HR@10"] == 0.08
