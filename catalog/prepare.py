@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from catalog.config import config_to_dict
-from catalog.errors import Problems
+from catalog.errors import DataError, Problems
 from catalog.raw import detect_format, read_amazon, read_yelp
 from catalog.sources import RawDataset, read_shared
 from catalog.split import skipped_users
@@ -123,6 +123,10 @@ def compute_stats(catalog: Catalog, real_text: list[bool], problems: Problems, e
 def build_catalog(cfg: PrepareConfig, problems: Problems) -> Catalog:
     raw = read_dataset(cfg, problems)
     sequences = _link_sequences(raw, problems)
+    if not sequences:
+        where = raw.sequences_path or cfg.data
+        raise DataError(where, None, "no users with items: the dataset is empty" +
+                        (f" after skipping bad input {problems.summary()}" if problems.counts else ""))
     used = {i for _, items in sequences for i in items}
     item_ids = [i for i in raw.items if cfg.keep_unused_items or i in used]
     domain = cfg.domain or Path(cfg.data).resolve().name

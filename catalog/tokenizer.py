@@ -10,10 +10,12 @@ Pitfall (transformers 5): ``T5Tokenizer(vocab_file=...)`` silently ignores the f
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -30,6 +32,7 @@ class TokenizerConfig:
     catalog: list[Path] | None = None
     out: Path | None = None
     pretrained: Path | None = None
+    heldout: list[Path] = field(default_factory=list)
     vocab_size: int = 8000
     seed: int = 0
 
@@ -67,13 +70,17 @@ def train_sentencepiece(texts: Iterable[str], out: Path, vocab_size: int = 8000,
     return out / "spiece.model"
 
 
-def build_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 8000, seed: int = 0):
-    """Train SentencePiece on ``texts`` and save a T5 tokenizer directory at ``out`` (atomically)."""
+def build_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 8000, seed: int = 0,
+                    domains: Iterable[str] = ()):
+    """Train SentencePiece on ``texts`` and save a T5 tokenizer directory at ``out`` (atomically), recording the
+    ``domains`` its text came from (``idgenrec.json``)."""
     from transformers import T5Tokenizer
 
     from catalog.atomic import atomic_dir
+    from catalog.heldout import PROVENANCE_FILE
 
     with atomic_dir(out) as tmp:
+        (tmp / PROVENANCE_FILE).write_text(json.dumps({"domains_seen": sorted(domains)}) + "\n")
         train_sentencepiece(texts, tmp / "sp", vocab_size, seed)
         tok = T5Tokenizer.from_pretrained(str(tmp / "sp"), extra_ids=0)
         tok.save_pretrained(str(tmp))
@@ -81,6 +88,32 @@ def build_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 8000, see
         (tmp / "sp" / "spiece.vocab").unlink()
         (tmp / "sp").rmdir()
     return load_tokenizer(out)
+
+
+def make_tokenizer(cfg: TokenizerConfig):
+    """``idgenrec tokenizer``: copy a local pretrained tokenizer, or train one on the catalogs' text. Catalogs that
+    are or overlap a held-out dataset (named by ``heldout`` or recorded as held out by a corpus) are refused: the
+    vocabulary would already know the unseen domain's words."""
+    from catalog.heldout import catalog_domains, check_unseen, dataset_name, declared_heldout
+    from catalog.store import read_catalog
+
+    if cfg.out is None:
+        raise ValueError("tokenizer needs out")
+    if cfg.pretrained is not None:
+        tok = load_tokenizer(cfg.pretrained)
+        tok.save_pretrained(str(cfg.out))
+        log.info("copied tokenizer from %s to %s (vocab %d)", cfg.pretrained, cfg.out, len(tok))
+        return tok
+    if not cfg.catalog:
+        raise ValueError("give catalog directories to train on, or a pretrained tokenizer directory")
+    catalogs = {str(c): read_catalog(c) for c in cfg.catalog}
+    domains = {src: catalog_domains(c) for src, c in catalogs.items()}
+    check_unseen(domains, {dataset_name(h) for h in cfg.heldout} | declared_heldout(catalogs.values()), "tokenizer")
+    texts = [t for c in catalogs.values() for t in c.texts]
+    tok = build_tokenizer(texts, cfg.out, cfg.vocab_size, cfg.seed, set().union(*domains.values()))
+    log.info("trained SentencePiece unigram on %d texts of %s -> %s (vocab %d)", len(texts),
+             ", ".join(sorted(set().union(*domains.values()))), cfg.out, len(tok))
+    return tok
 
 
 def load_tokenizer(path: Path | str):
@@ -94,3 +127,27 @@ def load_tokenizer(path: Path | str):
     if tok.pad_token_id is None or tok.eos_token_id is None:
         raise ValueError(f"{path}: tokenizer has no pad or eos token")
     return tok
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of what decides token ids: the tokenizer's definition as loaded from its files (vocabulary,
+    normalizer, pre-tokenizer, added and special tokens), without run-time settings such as padding or truncation.
+    Two copies of one tokenizer agree; two SentencePiece models of the same size do not."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+    else:  # a slow tokenizer: its vocabulary and specials
+        spec = {"vocab": sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]),
+                "special": sorted(map(str, tokenizer.all_special_tokens))}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def require_same_tokenizer(a, a_name: str, b, b_name: str) -> str:
+    """Raise one clear error naming both sides when two tokenizers differ; return the common fingerprint."""
+    fa, fb = tokenizer_fingerprint(a), tokenizer_fingerprint(b)
+    if fa != fb:
+        raise ValueError(f"tokenizer mismatch: {a_name} uses tokenizer {fa} (vocabulary {len(a)}) but {b_name} uses "
+                         f"tokenizer {fb} (vocabulary {len(b)}); their token ids mean different things")
+    return fa

@@ -1,14 +1,20 @@
-"""``idgenrec alternate``: the paper's alternate training, as rounds of three steps:
+"""``idgenrec alternate``: the paper's alternate training (section 2.5) and its two ablations (Table 5), as rounds:
 
-1. generator phase (from round 1 on): the ID generator learns through the frozen recommender (pretrain.id_phase);
+1. generator phase (rounds 1, 2, ...): the ID generator learns through the frozen recommender (pretrain.id_phase);
 2. IDs regenerated for every item with Algorithm 1 (the Ray job, cluster.idjob);
 3. recommender phase: fresh shards, then the DeepSpeed trainer under the ``deepspeed`` launcher, starting from the
    previous round's best recommender, with validation-based selection.
 
-Every step writes its own folder under ``out/round<R>/`` and is skipped when that folder is complete, so a rerun
-continues where it stopped (the ID job and the trainer also resume within a step). Ablations by ``mode``:
-``alternate`` (both learn), ``recommender_only`` (IDs stay those of the warm-started generator),
-``generator_only`` (after round 0 only the generator learns).
+``mode`` picks what learns:
+- ``alternate``: both (1 from round 1 on, 3 every round);
+- ``recommender_only`` (the paper's Rec-only): IDs stay those of the warm-started generator; only 3;
+- ``generator_only`` (the paper's ID-only): the recommender is never trained: it stays the initial model the train
+  config names (``init``, e.g. a local t5-small, or a fresh model of ``model_size``), and only the generator learns.
+
+Every round's recommender is scored with that round's IDs on validation and test; the round with the best
+validation NDCG@10 is the result (``final`` in ``alternate.json``; test is reported, never used to choose), so the
+three modes give a Table-5-like comparison from one command each. Every step writes its own folder under
+``out/round<R>/`` and is skipped when complete: a rerun continues where it stopped.
 """
 from __future__ import annotations
 
@@ -18,13 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.atomic import write_json
+from catalog.config import load_config
+from catalog.id_table import ITEM_TABLE
 from cluster.idjob import IDJobConfig, run_ids
+from eval.evaluate import EvalConfig, evaluate
 from pretrain.id_phase import train_generator
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
+from pretrain.train import TrainConfig, initial_model
 
 log = logging.getLogger("idgenrec.alternate")
 MODES = ("alternate", "recommender_only", "generator_only")
+METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
 
 @dataclass
@@ -44,6 +55,7 @@ class AlternateConfig:
     samples_per_shard: int = 2000
     groups: int = 10
     seed: int = 0
+    device: str = "auto"
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -54,19 +66,54 @@ class AlternateConfig:
 
 HELP = {"catalog": "catalog directory", "generator": "warm-started ID generator directory (model + tokenizer)",
         "out": "run folder", "train_config": "YAML of the recommender phase (pretrain.train fields)",
-        "mode": f"one of {MODES}", "procs": "deepspeed processes for the recommender phase",
-        "generator_lr": "generator-phase learning rate (the paper used 1e-8 with a pretrained T5)"}
+        "mode": f"one of {MODES}: alternate, the paper's Rec-only, or its ID-only (recommender never trained)",
+        "procs": "deepspeed processes for the recommender phase",
+        "generator_lr": "generator-phase learning rate (the paper used 1e-8 with a pretrained T5)",
+        "device": "auto (a GPU when present), cpu or cuda: generator phase, ID actors, evaluation"}
 
 
-def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> Path:
-    if (out / "summary.json").exists():
-        return out / "best"
-    args = ["--shards", shards, "--out", out, "--valid-catalog", cfg.catalog, "--valid-ids", ids]
-    args += ["--init", init] if init else ["--tokenizer", cfg.generator]
-    if cfg.train_config:
-        args += ["--config", cfg.train_config]
-    launch_train(cfg.procs, args, check=True)
-    return out / "best"
+def _train_config(cfg: AlternateConfig) -> TrainConfig:
+    return load_config(TrainConfig, cfg.train_config) if cfg.train_config else TrainConfig()
+
+
+def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> dict:
+    """The recommender phase (skipped when its summary exists); its summary (best epoch on valid, test there)."""
+    if not (out / "summary.json").exists():
+        args = ["--shards", shards, "--out", out, "--valid-catalog", cfg.catalog, "--valid-ids", ids]
+        if cfg.train_config:
+            args += ["--config", cfg.train_config]
+        if init:
+            args += ["--init", init]
+        elif _train_config(cfg).init is None:
+            args += ["--tokenizer", cfg.generator]  # a fresh recommender speaks the generator's vocabulary
+        launch_train(cfg.procs, args, check=True)
+    return json.loads((out / "summary.json").read_text())
+
+
+def _frozen_recommender(cfg: AlternateConfig, out: Path) -> Path:
+    """ID-only: the initial recommender the train config names, saved once and never trained."""
+    from idgen.model import save_model
+
+    tcfg = _train_config(cfg)
+    if tcfg.init is not None:
+        return Path(tcfg.init)
+    if not (out / "config.json").exists():
+        tcfg.tokenizer = cfg.generator
+        model, tok = initial_model(tcfg)
+        save_model(model, tok, out, {"note": "initial recommender, never trained (mode generator_only)"})
+    return out
+
+
+def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
+    """Validation and test metrics of a recommender with a set of IDs (cached in ``out``)."""
+    result = {}
+    for split in ("valid", "test"):
+        cached = out / f"metrics_{split}.json"
+        m = json.loads(cached.read_text()) if cached.exists() else evaluate(EvalConfig(
+            model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
+            device=cfg.device))
+        result[split] = {k: m[k] for k in METRICS}
+    return result
 
 
 def run_alternate(cfg: AlternateConfig) -> dict:
@@ -74,30 +121,46 @@ def run_alternate(cfg: AlternateConfig) -> dict:
         raise ValueError("alternate needs catalog, generator and out")
     out = Path(cfg.out)
     gen, rec, history = Path(cfg.generator), None, []
+    init = _train_config(cfg).init
+    if init is not None and cfg.mode != "recommender_only":  # the generator phase mixes both vocabularies
+        from catalog.tokenizer import load_tokenizer, require_same_tokenizer
+
+        require_same_tokenizer(load_tokenizer(cfg.generator), f"the generator {cfg.generator}", load_tokenizer(init),
+                               f"the recommender's init {init}")
+    frozen = _frozen_recommender(cfg, out / "recommender_init") if cfg.mode == "generator_only" else None
     for r in range(cfg.rounds):
         rdir = out / f"round{r}"
         record: dict = {"round": r}
-        if r > 0 and cfg.mode in ("alternate", "generator_only"):
+        if r > 0 and cfg.mode != "recommender_only":
             if not (rdir / "generator" / "config.json").exists():
                 record["generator_phase"] = train_generator(
-                    gen, rec, cfg.catalog, out / f"round{r - 1}" / "ids", rdir / "generator", cfg.generator_steps,
-                    cfg.generator_lr, cfg.generator_batch_size, seed=cfg.seed + r)
+                    gen, frozen or rec, cfg.catalog, out / f"round{r - 1}" / "ids", rdir / "generator",
+                    cfg.generator_steps, cfg.generator_lr, cfg.generator_batch_size, seed=cfg.seed + r,
+                    device=cfg.device)
             gen = rdir / "generator"
         ids_dir = rdir / "ids" if (r == 0 or cfg.mode != "recommender_only") else out / "round0" / "ids"
-        if not (ids_dir / "item_ids.parquet").exists():
+        if not (ids_dir / ITEM_TABLE).exists():
             run_ids(IDJobConfig(catalog=cfg.catalog, out=ids_dir, model=gen, actors=cfg.actors,
-                                user_ids=cfg.user_ids, groups=cfg.groups))
-        if r == 0 or cfg.mode in ("alternate", "recommender_only"):
+                                user_ids=cfg.user_ids, groups=cfg.groups, device=cfg.device))
+        if frozen is not None:
+            rec = frozen
+            record |= _scores(cfg, rec, ids_dir, rdir / "eval")
+        else:
             shards = rdir / "shards"
             if not (shards / "manifest.json").exists():
                 write_shards(ShardsConfig(catalog=[cfg.catalog], ids=[ids_dir], out=shards, user_ids=cfg.user_ids,
                                           samples_per_shard=cfg.samples_per_shard, seed=cfg.seed + r))
-            rec = _train_recommender(cfg, shards, ids_dir, rec, rdir / "recommender")
-            summary = json.loads((rdir / "recommender" / "summary.json").read_text())
-            record["valid_best"] = summary.get("best")
-            record["test_at_best"] = summary.get("test_at_best")
+            summary = _train_recommender(cfg, shards, ids_dir, rec, rdir / "recommender")
+            rec = rdir / "recommender" / "best"
+            best = summary["best"]["epoch"]
+            record |= {"valid": next(h["valid"] for h in summary["history"] if h["epoch"] == best),
+                       "test": summary["test_at_best"], "best_epoch": best}
+        record |= {"generator": str(gen), "recommender": str(rec), "ids": str(ids_dir)}
         history.append(record)
-        log.info("round %d: %s", r, json.dumps(record))
-    result = {"mode": cfg.mode, "rounds": history, "final_recommender": str(rec), "final_generator": str(gen)}
+        log.info("round %d: valid NDCG@10 %.4f, test NDCG@10 %.4f", r, record["valid"]["NDCG@10"],
+                 record["test"]["NDCG@10"])
+    final = max(history, key=lambda h: h["valid"]["NDCG@10"])  # selected on validation only
+    result = {"mode": cfg.mode, "rounds": history, "final": {k: final[k] for k in (
+        "round", "valid", "test", "generator", "recommender", "ids")}}
     write_json(out / "alternate.json", result)
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 from catalog.config import add_config_args, config_from_args
 from catalog.prepare import HELP as PREPARE_HELP
 from catalog.prepare import PrepareConfig, prepare
-from catalog.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+from catalog.tokenizer import TokenizerConfig, make_tokenizer
 
 log = logging.getLogger("idgenrec")
 
@@ -32,22 +32,11 @@ def run_prepare(args: argparse.Namespace) -> None:
 
 
 def run_tokenizer(args: argparse.Namespace) -> None:
-    from catalog.store import read_catalog
-
     cfg = config_from_args(TokenizerConfig, args)
     if cfg.out is None:
         raise SystemExit("idgenrec tokenizer: --out is required")
-    if cfg.pretrained is not None:
-        tok = load_tokenizer(cfg.pretrained)
-        tok.save_pretrained(str(cfg.out))
-        log.info("copied tokenizer from %s to %s (vocab %d)", cfg.pretrained, cfg.out, len(tok))
-        return
-    if not cfg.catalog:
-        raise SystemExit("idgenrec tokenizer: give --catalog DIR [DIR ...] to train on, or --pretrained DIR")
-    texts = [t for c in cfg.catalog for t in read_catalog(c).texts]
-    tok = build_tokenizer(texts, cfg.out, cfg.vocab_size, cfg.seed)
-    example = texts[0][:80]
-    log.info("trained SentencePiece unigram on %d texts -> %s (vocab %d)", len(texts), cfg.out, len(tok))
+    tok = make_tokenizer(cfg)
+    example = "title: chi pro hair dryer diffuser"
     print(f"tokenizer: vocab {len(tok)}; {example!r} -> {tok.tokenize(example)[:12]}")
 
 
@@ -78,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p, TokenizerConfig, {"catalog": "catalog directories to train on",
                                          "out": "tokenizer directory to write",
                                          "pretrained": "local HuggingFace tokenizer directory (e.g. t5-small)",
+                                         "heldout": "datasets or catalogs kept for zero-shot evaluation: refused as "
+                                                    "training text",
                                          "vocab_size": "SentencePiece vocabulary size (an upper bound)"})
     p.set_defaults(func=run_tokenizer)
 

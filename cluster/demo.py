@@ -15,7 +15,7 @@ from pathlib import Path
 from catalog.prepare import PrepareConfig, prepare
 from catalog.sample import SAMPLE_DIR
 from catalog.store import read_catalog
-from catalog.tokenizer import build_tokenizer
+from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.commands import format_stats
 
 log = logging.getLogger("idgenrec.demo")
@@ -49,9 +49,9 @@ def run_demo(args: argparse.Namespace) -> None:
         if _step(f"prepare {domain}", (out / "catalog" / domain / "stats.json").exists()):
             prepare(PrepareConfig(data=SAMPLE_DIR / domain, out=out / "catalog" / domain, domain=domain))
     tok_dir = out / "tokenizer"
-    if _step("tokenizer", (tok_dir / "tokenizer.json").exists()):
-        texts = [t for d in (TRAIN, HELDOUT) for t in read_catalog(out / "catalog" / d).texts]
-        build_tokenizer(texts, tok_dir, vocab_size=args.vocab_size)
+    if _step("tokenizer (training catalog only)", (tok_dir / "tokenizer.json").exists()):
+        make_tokenizer(TokenizerConfig(catalog=[cat_dir], out=tok_dir, vocab_size=args.vocab_size,
+                                       heldout=[out / "catalog" / HELDOUT]))
     gen = out / "generator"
     if _step("warm start", (gen / "warmstart.json").exists()):
         warmstart(WarmStartConfig(catalog=[cat_dir], tokenizer=tok_dir, out=gen, model_size="tiny",
@@ -78,7 +78,7 @@ def run_demo(args: argparse.Namespace) -> None:
     if _step("SASRec Beauty", (sas / "sasrec.json").exists()):
         cat = read_catalog(cat_dir)
         r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=args.sasrec_epochs))
-        write_json(sas / "sasrec.json", r | {"dataset": TRAIN})
+        write_json(sas / "sasrec.json", {"dataset": TRAIN, **r})
     write_report([out / "eval", zs, out / "sasrec", rec], out / "report")
     print("\nSample catalogs:")
     for domain in (TRAIN, HELDOUT):
@@ -98,5 +98,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab-size", type=int, default=4000, help="tokenizer vocabulary size (default 4000)")
     p.add_argument("--warmstart-steps", type=int, default=1500)
     p.add_argument("--epochs", type=int, default=2, help="recommender epochs (default 2)")
-    p.add_argument("--sasrec-epochs", type=int, default=5)
+    p.add_argument("--sasrec-epochs", type=int, default=200, help="SASRec's most epochs (early stopping on validation)")
     p.set_defaults(func=run_demo)

@@ -14,15 +14,14 @@ class GeneratorActor:
     def __init__(self, model_dir: str, algorithm1: dict, batch_size: int, max_source_tokens: int, device: str):
         import torch
 
-        from catalog.tokenizer import load_tokenizer
         from idgen.algorithm1 import Algorithm1Config
-        from idgen.model import load_model
+        from idgen.model import load_model_and_tokenizer
         from idgen.proposer import Proposer
 
         torch.set_num_threads(1)  # one CPU per actor; also keeps float sums identical whatever the actor count
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.proposer = Proposer(load_model(model_dir), load_tokenizer(model_dir), Algorithm1Config(**algorithm1),
-                                 batch_size, max_source_tokens, device)
+        model, tok = load_model_and_tokenizer(model_dir)
+        self.proposer = Proposer(model, tok, Algorithm1Config(**algorithm1), batch_size, max_source_tokens, device)
 
     def propose(self, shard: int, texts: list[str], states: list[tuple[int, int]]) -> list[list[str]]:
         _test_crash_hook(shard)

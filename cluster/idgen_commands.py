@@ -40,8 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "ten examples and the word overlap with the published initial IDs where the data has them.")
     add_config_args(p, WarmStartConfig, {"catalog": "catalog directories", "tokenizer": "tokenizer directory",
                                          "out": "generator directory to write (model + tokenizer)",
-                                         "model_size": "tiny, mini or small (configs/model/) or a YAML path",
-                                         "pretrained": "local T5 directory to start from instead"})
+                                         "model_size": "tiny, mini (the default) or small, or a YAML path; with "
+                                                       "pretrained it must match the checkpoint's architecture",
+                                         "pretrained": "local T5 directory to start from instead",
+                                         "heldout": "datasets or catalogs kept for zero-shot evaluation: refused",
+                                         "device": "auto (a GPU when present), cpu or cuda"})
     p.set_defaults(func=run_warmstart)
     p = sub.add_parser("ids", help="unique textual IDs for every item (Algorithm 1) with Ray actors",
                        description="Generate a unique textual ID per item with diverse beam search and the paper's "

@@ -20,9 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.atomic import atomic_path, write_json
+from catalog.config import config_to_dict
 from catalog.errors import DataError
+from catalog.id_table import ITEM_TABLE, USER_TABLE, Escalation, write_id_table
 from catalog.progress import progress
 from catalog.store import read_catalog
+from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from idgen.algorithm1 import Algorithm1Config, Assignment, State, advance, escalation_fractions, penalty, window
 from idgen.userids import user_id_sources
 
@@ -43,7 +46,8 @@ class IDJobConfig(Algorithm1Config):
     max_source_tokens: int = 64
     user_ids: bool = False
     max_history: int = 20
-    device: str = "cpu"
+    device: str = "auto"
+    gpus_per_actor: float | None = None
 
     def check(self) -> None:
         if self.actors < 1 or self.shard_size < 1 or self.batch_size < 1:
@@ -54,7 +58,8 @@ class IDJobConfig(Algorithm1Config):
 
     def result_hash(self) -> str:
         """What the table depends on (not actors or address): resuming with another value would mix tables."""
-        keys = {k: str(v) for k, v in asdict(self).items() if k not in ("actors", "address", "out", "device")}
+        keys = {k: str(v) for k, v in asdict(self).items()
+                if k not in ("actors", "address", "out", "device", "gpus_per_actor")}
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -70,6 +75,8 @@ HELP = {
     "lambda_max": "highest diversity penalty before the length window widens",
     "window_width": "length windows are [1, w], [w, 2w], ...",
     "max_windows": "windows to try before giving up on an item",
+    "device": "auto (actors take a GPU share when the Ray cluster has GPUs), cpu or cuda",
+    "gpus_per_actor": "GPU share each actor requests (default: the cluster's GPUs split among the actors, at most 1)",
 }
 
 
@@ -186,12 +193,10 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
             for i in range(len(texts))]
 
 
-def _table(assignments: list[Assignment], tokenizer, extra: dict[str, list]) -> pa.Table:
-    token_ids = tokenizer([a.id for a in assignments], add_special_tokens=False)["input_ids"] if assignments else []
-    return pa.table({**extra, "id": [a.id for a in assignments],
-                     "token_ids": pa.array(token_ids, pa.list_(pa.int32())),
-                     "attempts": [a.attempts for a in assignments], "lambda": [a.lam for a in assignments],
-                     "window_lo": [a.window[0] for a in assignments], "window_hi": [a.window[1] for a in assignments]})
+def escalation(assignments: list[Assignment]) -> Escalation:
+    """The ID table's record of how each ID was found."""
+    return Escalation(attempts=[a.attempts for a in assignments], lam=[a.lam for a in assignments],
+                      window_lo=[a.window[0] for a in assignments], window_hi=[a.window[1] for a in assignments])
 
 
 def start_ray(address: str | None, actors: int) -> bool:
@@ -218,15 +223,24 @@ def _actor_options() -> dict:
     return {"runtime_env": {"env_vars": env}} if env else {}
 
 
+def gpu_share(device: str, cluster_gpus: float, workers: int, per_worker: float | None = None) -> tuple[float, str]:
+    """(GPUs each of ``workers`` requests, the device they run on): with ``auto``, a share of the cluster's GPUs
+    when it has any (at most one each, so that all workers fit at once), else the CPU."""
+    if device == "cpu" or (device == "auto" and cluster_gpus <= 0):
+        return 0.0, "cpu"
+    if cluster_gpus <= 0:
+        raise ValueError(f"device {device!r} asked for, but the Ray cluster has no GPU")
+    share = per_worker if per_worker is not None else min(1.0, cluster_gpus / max(workers, 1))
+    return share, "cuda"
+
+
 def run_ids(cfg: IDJobConfig) -> dict:
     if cfg.catalog is None or cfg.out is None or cfg.model is None:
         raise ValueError("ids needs catalog, out and model")
-    from catalog.tokenizer import load_tokenizer
-
     t_start = time.time()
     cat = read_catalog(cfg.catalog)
     check_texts(cat.texts, cat.item_ids, cfg.catalog)
-    tok = load_tokenizer(cfg.model)
+    tok = load_tokenizer(cfg.model)  # the generator's own: its fingerprint goes with the table
     check_id_space(len(cat.item_ids), len(tok), len(tok.all_special_ids), cfg.algorithm1())
     out, work = Path(cfg.out), Path(cfg.out) / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -250,15 +264,18 @@ def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: fl
     from cluster.generator_actor import GeneratorActor
     from cluster.registry import Registry
 
-    actors = [GeneratorActor.options(**_actor_options()).remote(str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens,
-                                    cfg.device) for _ in range(cfg.actors)]
+    gpus, device = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), cfg.actors, cfg.gpus_per_actor)
+    log.info("%d generator actors on %s%s", cfg.actors, device, f" ({gpus:g} GPU each)" if gpus else "")
+    actors = [GeneratorActor.options(num_gpus=gpus, **_actor_options()).remote(
+        str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens, device)
+        for _ in range(cfg.actors)]
     registry = Registry.remote()
-    summary: dict = {"actors": cfg.actors, "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    summary: dict = {"actors": cfg.actors, "config": config_to_dict(cfg)}
     t0 = time.time()
     items = run_kind(cat.texts, cat.item_ids, work / "items", cfg, actors, registry)
     summary["items"] = {**escalation_fractions(items, cfg.algorithm1()), "seconds": round(time.time() - t0, 2),
                         "items_per_s": round(len(items) / max(time.time() - t0, 1e-9), 2)}
-    write_table(out / "item_ids.parquet", _table(items, tok, {"item_id": cat.item_ids}))
+    write_id_table(out / ITEM_TABLE, {"item_id": cat.item_ids}, [a.id for a in items], tok, escalation(items))
     if cfg.user_ids:
         item_text = dict(zip(cat.item_ids, (a.id for a in items)))
         keys, texts = user_id_sources(cat.sequences, item_text, cfg.max_history)
@@ -266,21 +283,13 @@ def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: fl
         t1 = time.time()
         users = run_kind(texts, names, work / "users", cfg, actors, registry)
         summary["users"] = {**escalation_fractions(users, cfg.algorithm1()), "seconds": round(time.time() - t1, 2)}
-        write_table(out / "user_ids.parquet", _table(users, tok, {
-            "user_id": [cat.users[k.user] for k in keys], "position": [k.position for k in keys]}))
+        write_id_table(out / USER_TABLE, {"user_id": [cat.users[k.user] for k in keys],
+                                          "position": [k.position for k in keys]},
+                       [a.id for a in users], tok, escalation(users))
+    summary["tokenizer_fingerprint"] = tokenizer_fingerprint(tok)
     summary["peak_memory_mb"] = {
         "actors": ray.get([a.peak_memory_mb.remote() for a in actors]),
         "registry": ray.get(registry.peak_memory_mb.remote())}
     summary["wall_seconds"] = round(time.time() - t_start, 2)
     write_json(out / "summary.json", summary)
     return summary
-
-
-def write_table(path: Path, table: pa.Table) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_id_table(path: Path | str) -> dict[str, list]:
-    """An ID table as columns (item_id or user_id/position, id, token_ids, ...)."""
-    return pq.read_table(path).to_pydict()

@@ -28,8 +28,14 @@ def run_corpus(args: argparse.Namespace) -> None:
 
 def run_alternate_command(args: argparse.Namespace) -> None:
     result = run_alternate(config_from_args(AlternateConfig, args))
+
+    def line(m: dict) -> str:
+        return "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10"))
+
     for r in result["rounds"]:
-        print(f"round {r['round']}: valid best {r.get('valid_best')}  test at best {r.get('test_at_best')}")
+        print(f"round {r['round']}: valid {line(r['valid'])} | test {line(r['test'])}")
+    f = result["final"]
+    print(f"{result['mode']}: round {f['round']} selected on validation; test {line(f['test'])}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.atomic import write_json
+from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
-from cluster.idjob import IDJobConfig, run_ids, start_ray
+from cluster.idjob import IDJobConfig, gpu_share, run_ids, start_ray
 from eval.evaluate import EvalConfig, evaluate
 
 log = logging.getLogger("idgenrec.zeroshot")
@@ -32,14 +33,16 @@ class ZeroShotConfig:
     batch_size: int = 64
     max_users: int = 0
     address: str | None = None
+    device: str = "auto"
 
 
 HELP = {"generator": "trained ID generator directory", "recommender": "trained recommender directory",
         "data": "held-out dataset folders", "out": "output folder (per-dataset caches and zeroshot.json)",
-        "actors": "ID generator actors per dataset", "max_users": "evaluate the first N test users (0 = all)"}
+        "actors": "ID generator actors per dataset", "max_users": "evaluate the first N test users (0 = all)",
+        "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
 
 
-def zeroshot_one(cfg: ZeroShotConfig, data: Path) -> dict:
+def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None = None) -> dict:
     """One held-out dataset, each step cached."""
     name = Path(data).resolve().name
     d = Path(cfg.out) / name
@@ -50,9 +53,10 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path) -> dict:
         prepare(PrepareConfig(data=Path(data), out=d / "catalog", domain=name))
     if not (d / "ids" / "item_ids.parquet").exists():
         run_ids(IDJobConfig(catalog=d / "catalog", out=d / "ids", model=cfg.generator, actors=cfg.actors,
-                            groups=cfg.groups))
+                            groups=cfg.groups, device=cfg.device, gpus_per_actor=gpus_per_actor))
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
-                                  beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users))
+                                  beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
+                                  device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
     write_json(d / "metrics_test.json", metrics)
     return metrics
@@ -61,12 +65,19 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path) -> dict:
 def run_zeroshot(cfg: ZeroShotConfig) -> dict:
     if not cfg.data or None in (cfg.generator, cfg.recommender, cfg.out):
         raise ValueError("zeroshot needs generator, recommender, data and out")
+    # zero-shot means neither model (nor their tokenizer) has seen the dataset
+    check_unseen({f"the generator {cfg.generator}": domains_seen(cfg.generator),
+                  f"the recommender {cfg.recommender}": domains_seen(cfg.recommender)},
+                 {Path(d).resolve().name for d in cfg.data}, "zeroshot")
     import ray
 
     started = start_ray(cfg.address, cfg.actors)
     try:
-        task = ray.remote(num_cpus=0)(zeroshot_one)  # the ID actors inside take the CPUs
-        results = ray.get([task.remote(cfg, d) for d in cfg.data])
+        # every dataset's task and its ID actors take an equal GPU share (when the cluster has GPUs), all at once:
+        # a task holding a share while its actors wait for more could never finish
+        share, _ = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), len(cfg.data) * (cfg.actors + 1))
+        task = ray.remote(num_cpus=0, num_gpus=share)(zeroshot_one)  # the ID actors inside take the CPUs
+        results = ray.get([task.remote(cfg, d, share or None) for d in cfg.data])
     finally:
         if started:
             ray.shutdown()

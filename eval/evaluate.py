@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from catalog.atomic import atomic_path, write_json
-from catalog.errors import DataError
+from catalog.device import resolve_device
+from catalog.id_table import item_id_tokens, user_id_texts
 from catalog.progress import progress
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
-from catalog.tokenizer import load_tokenizer
 from eval.baselines import popularity_metrics
 from eval.metrics import leave_one_out_metrics
-from idgen.model import load_model
+from idgen.model import load_model_and_tokenizer
 from recommender.decode import recommend
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.trie import Trie
@@ -45,7 +44,7 @@ class EvalConfig:
     exclude_history: bool = False
     template: int = EVAL_TEMPLATE
     max_users: int = 0
-    device: str = "cpu"
+    device: str = "auto"
 
     def check(self) -> None:
         if self.split not in ("valid", "test"):
@@ -58,39 +57,21 @@ HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalo
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
         "split": "valid or test", "beams": "beam width (>= 10)", "user_ids": "put user IDs in the prompts",
         "exclude_history": "drop items already in the user's history from the ranking (the paper does not)",
-        "max_users": "evaluate only the first N eligible users (0 = all), for quick looks"}
-
-
-def load_item_ids(ids_dir: Path, item_ids: list[str]) -> tuple[list[str], list[list[int]]]:
-    """ID text and tokens for every catalog item, in catalog order."""
-    path = Path(ids_dir) / "item_ids.parquet"
-    if not path.is_file():
-        raise DataError(path, None, "not found: run `idgenrec ids` first")
-    t = pq.read_table(path).to_pydict()
-    by_item = {i: (text, toks) for i, text, toks in zip(t["item_id"], t["id"], t["token_ids"])}
-    missing = [i for i in item_ids if i not in by_item]
-    if missing:
-        raise DataError(path, None, f"{len(missing)} catalog items have no ID, e.g. {missing[:5]}")
-    return [by_item[i][0] for i in item_ids], [list(by_item[i][1]) for i in item_ids]
-
-
-def load_user_ids(ids_dir: Path) -> dict[tuple[str, int], str]:
-    path = Path(ids_dir) / "user_ids.parquet"
-    if not path.is_file():
-        raise DataError(path, None, "not found: run `idgenrec ids --user-ids` or leave user_ids off")
-    t = pq.read_table(path).to_pydict()
-    return {(u, p): i for u, p, i in zip(t["user_id"], t["position"], t["id"])}
+        "max_users": "evaluate only the first N eligible users (0 = all), for quick looks",
+        "device": "auto (a GPU when present), cpu or cuda"}
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     if None in (cfg.model, cfg.catalog, cfg.ids, cfg.out):
         raise ValueError("eval needs model, catalog, ids and out")
     cat = read_catalog(cfg.catalog)
-    texts, tokens = load_item_ids(cfg.ids, cat.item_ids)
+    device = resolve_device(cfg.device)
+    model, tok = load_model_and_tokenizer(cfg.model)
+    model = model.to(device).eval()
+    # the trie speaks the recommender's vocabulary, whatever tokenizer wrote the ID table
+    texts, tokens = item_id_tokens(cfg.ids, cat.item_ids, tok)
     id_of = dict(zip(cat.item_ids, texts))
-    users = load_user_ids(cfg.ids) if cfg.user_ids else {}
-    tok, device = load_tokenizer(cfg.model), torch.device(cfg.device)
-    model = load_model(cfg.model).to(device).eval()
+    users = user_id_texts(cfg.ids) if cfg.user_ids else {}
     trie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device)
     todo = list(samples(cat.sequences, cfg.split, cfg.max_history))
     if cfg.max_users > 0:

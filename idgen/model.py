@@ -1,17 +1,24 @@
-"""T5 seq2seq models (the ID generator, and the recommender too): built from a size config or loaded from a local
-directory. The Hub is never contacted: a real user passes a downloaded ``t5-small`` directory as ``pretrained``.
+"""T5 seq2seq models (the ID generator, and the recommender too): built from a size or loaded from a local directory.
+
+The Hub is never contacted: a real user passes a downloaded ``t5-small`` directory. Sizes (``tiny``, ``mini``,
+``small``) are YAML files shipped inside the package (``idgen/sizes/``), so an installed wheel has them too.
+A saved model directory holds the model (safetensors), its tokenizer, and ``idgenrec.json`` with the tokenizer's
+fingerprint: loading checks that the two still belong together.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
+SIZES_DIR = Path(__file__).resolve().parent / "sizes"
+MODEL_META = "idgenrec.json"
+ARCHITECTURE = ("d_model", "d_ff", "num_layers", "num_heads", "d_kv")
 
 
 @dataclass
@@ -29,13 +36,32 @@ class ModelConfig:
 
 
 def model_config(name_or_path: str | Path) -> ModelConfig:
-    """A size by name (``tiny``, ``mini``, ``small`` from configs/model/) or a YAML path."""
+    """A size by name (``tiny``, ``mini``, ``small``) or a YAML path."""
     from catalog.config import load_config
 
     path = Path(name_or_path)
     if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        path = SIZES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in SIZES_DIR.glob("*.yaml"))
+            raise ValueError(f"unknown model size {str(name_or_path)!r}: one of {known} or a YAML path")
     return load_config(ModelConfig, path)
+
+
+def architecture(model) -> dict[str, int]:
+    """The size fields of a loaded T5 (what a ModelConfig sets)."""
+    return {k: getattr(model.config, k) for k in ARCHITECTURE}
+
+
+def check_size(model, size: str | Path, where: str) -> None:
+    """A model started from a checkpoint while a size is also named: they must agree, or the run would silently
+    train another model than the one its config names."""
+    want = {k: v for k, v in asdict(model_config(size)).items() if k in ARCHITECTURE}
+    have = architecture(model)
+    if want != have:
+        diff = ", ".join(f"{k} {have[k]} vs {want[k]}" for k in ARCHITECTURE if have[k] != want[k])
+        raise ValueError(f"{where} has another architecture than model_size {str(size)!r} ({diff}); drop "
+                         "model_size to train the checkpoint as it is, or drop the checkpoint to train that size")
 
 
 def build_model(cfg: ModelConfig, tokenizer):
@@ -65,10 +91,39 @@ def load_model(path: Path | str):
     return T5ForConditionalGeneration.from_pretrained(str(path), local_files_only=True)
 
 
-def save_model(model, tokenizer, out: Path | str) -> None:
-    """Model (safetensors) + tokenizer in one directory, written atomically."""
+def load_model_and_tokenizer(path: Path | str):
+    """(model, tokenizer) from one directory, checked to belong together: the tokenizer is the one the model was
+    saved with (fingerprint in ``idgenrec.json``) and fits the model's embedding table."""
+    from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
+
+    path = Path(path)
+    model, tok = load_model(path), load_tokenizer(path)
+    meta = path / MODEL_META
+    if meta.is_file():
+        saved = json.loads(meta.read_text()).get("tokenizer_fingerprint")
+        if saved and saved != tokenizer_fingerprint(tok):
+            raise ValueError(f"{path}: the model was saved with tokenizer {saved} but the tokenizer files there now "
+                             f"give {tokenizer_fingerprint(tok)}; put the model's own tokenizer back")
+    check_vocabulary(model, tok, str(path))
+    return model, tok
+
+
+def check_vocabulary(model, tokenizer, where: str) -> None:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < len(tokenizer):
+        raise ValueError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table only "
+                         f"{rows}: they do not belong together")
+
+
+def save_model(model, tokenizer, out: Path | str, extra: dict | None = None) -> None:
+    """Model (safetensors) + tokenizer + ``idgenrec.json`` (tokenizer fingerprint, architecture) in one directory,
+    written atomically."""
     from catalog.atomic import atomic_dir
+    from catalog.tokenizer import tokenizer_fingerprint
 
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "architecture": architecture(model),
+                **(extra or {})}
+        (tmp / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from catalog.progress import progress
 
-from catalog.store import read_catalog
-from catalog.tokenizer import load_tokenizer
+from catalog.device import resolve_device
+from catalog.heldout import catalog_domains, check_unseen, dataset_name, declared_heldout, domains_seen
+from catalog.progress import progress
+from catalog.store import Catalog, read_catalog
+from catalog.tokenizer import load_tokenizer, require_same_tokenizer
 from idgen.diverse_beam import DiverseBeamConfig, diverse_beam_search
-from idgen.model import build_model, model_config, save_model
+from idgen.model import build_model, check_size, load_model_and_tokenizer, model_config, save_model
 from idgen.seq2seq import seq2seq_batch
 from idgen.tags import extract_tags, generator_input, word_overlap
 
@@ -29,15 +31,16 @@ class WarmStartConfig:
     catalog: list[Path] = field(default_factory=list)
     tokenizer: Path | None = None
     out: Path | None = None
-    model_size: str = "mini"
+    model_size: str | None = None
     pretrained: Path | None = None
+    heldout: list[Path] = field(default_factory=list)
     steps: int = 3000
     batch_size: int = 32
     lr: float = 3e-3
     max_source_tokens: int = 64
     max_tag_words: int = 8
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     bf16: bool = False  # autocast (float32 weights); for GPUs
 
     def check(self) -> None:
@@ -45,11 +48,10 @@ class WarmStartConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
 
 
-def load_pairs(catalogs: list[Path], max_tag_words: int) -> tuple[list[str], list[str], list[str | None]]:
+def load_pairs(catalogs: list[Catalog], max_tag_words: int) -> tuple[list[str], list[str], list[str | None]]:
     """(item texts, tag targets, published initial IDs where the data has them) over all catalogs."""
     texts, tags, published = [], [], []
-    for path in catalogs:
-        cat = read_catalog(path)
+    for cat in catalogs:
         for fields, text in zip(cat.fields, cat.texts):
             if text:
                 texts.append(generator_input(text))
@@ -71,11 +73,23 @@ def warmstart(cfg: WarmStartConfig) -> dict:
     if not cfg.catalog or cfg.tokenizer is None or cfg.out is None:
         raise ValueError("idgen-warmstart needs catalog, tokenizer and out")
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    catalogs = {str(c): read_catalog(c) for c in cfg.catalog}
+    domains = {src: catalog_domains(c) for src, c in catalogs.items()}
+    check_unseen(domains, {dataset_name(h) for h in cfg.heldout} | declared_heldout(catalogs.values()), "warm start")
     tok = load_tokenizer(cfg.tokenizer)
-    mcfg = model_config(cfg.model_size)
-    mcfg.pretrained, mcfg.seed = cfg.pretrained, cfg.seed
-    model = build_model(mcfg, tok).to(cfg.device).train()
-    texts, tags, published = load_pairs(cfg.catalog, cfg.max_tag_words)
+    if cfg.pretrained is not None:
+        model, own = load_model_and_tokenizer(cfg.pretrained)
+        require_same_tokenizer(own, f"pretrained {cfg.pretrained}", tok, f"tokenizer {cfg.tokenizer}")
+        if cfg.model_size is not None:
+            check_size(model, cfg.model_size, f"pretrained {cfg.pretrained}")
+    else:
+        mcfg = model_config(cfg.model_size or "mini")
+        mcfg.seed = cfg.seed
+        model = build_model(mcfg, tok)
+    model = model.to(device).train()
+    seen = set().union(*domains.values(), domains_seen(cfg.tokenizer), domains_seen(cfg.pretrained))
+    texts, tags, published = load_pairs(list(catalogs.values()), cfg.max_tag_words)
     log.info("warm start on %d items, %d steps of %d", len(texts), cfg.steps, cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.steps // 10)))
@@ -87,8 +101,8 @@ def warmstart(cfg: WarmStartConfig) -> dict:
             order += rng.sample(range(len(texts)), len(texts))
         idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
         batch = seq2seq_batch(tok, [texts[i] for i in idx], [tags[i] for i in idx], cfg.max_source_tokens,
-                              cfg.max_tag_words * 3, cfg.device)
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                              cfg.max_tag_words * 3, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
@@ -98,7 +112,7 @@ def warmstart(cfg: WarmStartConfig) -> dict:
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
-    save_model(model, tok, cfg.out)
+    save_model(model, tok, cfg.out, {"domains_seen": sorted(seen)})
     sample = random.Random(cfg.seed + 1).sample(range(len(texts)), min(200, len(texts)))
     ours = greedy_ids(model, tok, [texts[i] for i in sample], cfg.max_source_tokens)
     with_ref = [(o, published[i]) for o, i in zip(ours, sample) if published[i]]

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from catalog.errors import Problems
 from catalog.prepare import PrepareConfig, build_catalog
+from catalog.heldout import check_heldout, dataset_name
 from catalog.store import Catalog, write_catalog
-
-KNOWN_OVERLAPS = [frozenset({"Scientific", "Office_Industrial"})]
 
 
 @dataclass
@@ -33,36 +32,6 @@ class CorpusConfig:
     def check(self) -> None:
         if self.max_users_per_domain < 1:
             raise ValueError("max_users_per_domain must be >= 1")
-
-
-def domain_name(path: Path) -> str:
-    return Path(path).resolve().name
-
-
-def check_heldout(pretrain: list[Path], heldout: list[Path], catalogs: dict[str, Catalog] | None = None,
-                  max_shared_fraction: float = 0.01) -> dict[str, int]:
-    """Raise when a held-out dataset is, overlaps, or shares too many items with a pretraining one; return the
-    number of shared item ids per held-out dataset."""
-    pre = {domain_name(p) for p in pretrain}
-    for h in heldout:
-        name = domain_name(h)
-        if name in pre:
-            raise ValueError(f"{name} is both pretraining and held out: it would not be unseen")
-        for pair in KNOWN_OVERLAPS:
-            if name in pair and pair - {name} <= pre:
-                raise ValueError(f"{name} overlaps {', '.join(pair - {name})} (same source category): "
-                                 "it is not unseen when the other is pretrained on")
-    shared_counts: dict[str, int] = {}
-    if catalogs:
-        pre_items = {i for n, c in catalogs.items() if n in pre for i in c.item_ids}
-        for h in heldout:
-            c = catalogs.get(domain_name(h))
-            shared = pre_items & set(c.item_ids) if c else set()
-            shared_counts[domain_name(h)] = len(shared)
-            if c and len(shared) > max_shared_fraction * len(c.item_ids):
-                raise ValueError(f"{domain_name(h)} shares {len(shared)} of its {len(c.item_ids)} item ids with the "
-                                 f"pretraining data (more than {max_shared_fraction:.0%}), e.g. {sorted(shared)[:3]}")
-    return shared_counts
 
 
 def merge(catalogs: dict[str, Catalog], max_users: int, seed: int) -> Catalog:
@@ -93,15 +62,15 @@ def merge(catalogs: dict[str, Catalog], max_users: int, seed: int) -> Catalog:
 def build_corpus(cfg: CorpusConfig) -> Catalog:
     if not cfg.data or cfg.out is None:
         raise ValueError("corpus needs data and out")
-    names = [domain_name(d) for d in cfg.data]
+    names = [dataset_name(d) for d in cfg.data]
     if len(set(names)) != len(names):
         raise ValueError(f"two datasets have the same folder name: {names}")
     check_heldout(cfg.data, cfg.heldout)
-    catalogs = {domain_name(d): build_catalog(PrepareConfig(data=d, domain=domain_name(d)), Problems())
+    catalogs = {dataset_name(d): build_catalog(PrepareConfig(data=d, domain=dataset_name(d)), Problems())
                 for d in list(cfg.data) + list(cfg.heldout)}
     shared = check_heldout(cfg.data, cfg.heldout, catalogs, cfg.max_shared_item_fraction)
     merged = merge({n: catalogs[n] for n in names}, cfg.max_users_per_domain, cfg.seed)
-    merged.stats["heldout"] = {domain_name(h): {"items_shared_with_pretraining": shared.get(domain_name(h), 0)}
+    merged.stats["heldout"] = {dataset_name(h): {"items_shared_with_pretraining": shared.get(dataset_name(h), 0)}
                                for h in cfg.heldout}
     write_catalog(merged, cfg.out)
     return merged

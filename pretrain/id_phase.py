@@ -81,26 +81,30 @@ def id_phase_loss(generator, recommender, tokenizer, samples: list[IDPhaseSample
 
 def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, steps: int = 100,
                     lr: float = 1e-4, batch_size: int = 16, max_history: int = 20, seed: int = 0,
-                    device: str = "cpu") -> dict:
+                    device: str = "auto") -> dict:
     """One generator phase: ``steps`` batches of training samples, recommender frozen; saves the generator."""
     import random
 
+    from catalog.device import resolve_device
+    from catalog.heldout import catalog_domains, domains_seen
+    from catalog.id_table import item_id_tokens
     from catalog.progress import progress
     from catalog.split import samples as split_samples
     from catalog.store import read_catalog
-    from catalog.tokenizer import load_tokenizer
-    from eval.evaluate import load_item_ids
-    from idgen.model import load_model, save_model
+    from catalog.tokenizer import require_same_tokenizer
+    from idgen.model import load_model_and_tokenizer, save_model
     from recommender.prompts import pick_template
 
-    tok = load_tokenizer(generator_dir)
-    gen = load_model(generator_dir).to(device).train()
-    rec = load_model(recommender_dir).to(device).eval()
+    gen, tok = load_model_and_tokenizer(generator_dir)
+    rec, rec_tok = load_model_and_tokenizer(recommender_dir)
+    # soft ID embeddings weight the recommender's embedding rows by the generator's token probabilities: both must
+    # mean the same token by the same id
+    require_same_tokenizer(tok, f"the generator {generator_dir}", rec_tok, f"the recommender {recommender_dir}")
+    device = resolve_device(device)
+    gen, rec = gen.to(device).train(), rec.to(device).eval()
     rec.requires_grad_(False)
-    if gen.config.vocab_size != rec.config.vocab_size:
-        raise ValueError("the generator and the recommender must share one tokenizer (vocabulary sizes differ)")
     cat = read_catalog(catalog_dir)
-    texts, tokens = load_item_ids(ids_dir, cat.item_ids)
+    texts, tokens = item_id_tokens(ids_dir, cat.item_ids, tok)
     row = cat.item_index()
     pool = list(split_samples(cat.sequences, "train", max_history))
     rng = random.Random(seed)
@@ -116,5 +120,6 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    save_model(gen.eval(), tok, out)
+    seen = domains_seen(generator_dir) | domains_seen(recommender_dir) | catalog_domains(cat)
+    save_model(gen.eval(), tok, out, {"domains_seen": sorted(seen)})
     return {"steps": steps, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}

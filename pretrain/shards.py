@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.atomic import atomic_dir
+from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerprint, user_id_texts
 from catalog.split import samples
 from catalog.store import read_catalog
 from recommender.prompts import pick_template, render_prompt
@@ -44,22 +45,18 @@ class ShardsConfig:
 
 def build_samples(cfg: ShardsConfig) -> list[dict]:
     """All samples of ``cfg.split`` over the catalogs, templated, in a seeded random order."""
-    from eval.evaluate import load_item_ids, load_user_ids
-
     rng = random.Random(cfg.seed)
     out: list[dict] = []
     for cat_dir, ids_dir in zip(cfg.catalog, cfg.ids):
         cat = read_catalog(cat_dir)
-        texts, _ = load_item_ids(ids_dir, cat.item_ids)
-        id_of = dict(zip(cat.item_ids, texts))
-        users = load_user_ids(ids_dir) if cfg.user_ids else {}
-        domain = cat.stats.get("domain") or Path(cat_dir).name
+        id_of = dict(zip(cat.item_ids, item_id_texts(ids_dir, cat.item_ids)))
+        users = user_id_texts(ids_dir) if cfg.user_ids else {}
         for s in samples(cat.sequences, cfg.split, cfg.max_history):
             t = pick_template(rng)
             user = cat.users[s.user]
             out.append({"src": render_prompt([id_of[i] for i in s.history], users.get((user, s.position)), t),
-                        "tgt": id_of[s.target], "meta": {"domain": domain, "user": user, "position": s.position,
-                                                         "template": t, "target": s.target}})
+                        "tgt": id_of[s.target], "meta": {"domain": cat.user_domains[s.user], "user": user,
+                                                         "position": s.position, "template": t, "target": s.target}})
     rng.shuffle(out)
     return out
 
@@ -77,7 +74,11 @@ def write_shards(cfg: ShardsConfig) -> dict:
     config_hash = hashlib.sha256(json.dumps({k: str(v) for k, v in vars(cfg).items() if k != "out"},
                                             sort_keys=True).encode()).hexdigest()[:16]
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
-                "seed": cfg.seed, "split": cfg.split}
+                "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids, "max_history": cfg.max_history,
+                "id_tables": [
+                    {"catalog": str(c), "ids": str(i), "ids_hash": ids_hash(i),
+                     "tokenizer_fingerprint": table_fingerprint(Path(i) / ITEM_TABLE)}
+                    for c, i in zip(cfg.catalog, cfg.ids)]}
     with atomic_dir(cfg.out) as tmp:
         for n, start in enumerate(range(0, len(rows), cfg.samples_per_shard)):
             name = f"shard-{n:06d}.tar"

@@ -40,7 +40,7 @@ class TrainConfig:
     out: Path | None = None
     tokenizer: Path | None = None
     init: Path | None = None
-    model_size: str = "tiny"
+    model_size: str | None = None
     zero_stage: int = 1
     micro_batch: int = 16
     grad_accum: int = 1
@@ -65,6 +65,7 @@ class TrainConfig:
     engine: str = "deepspeed"
     length_group_window: int = 32
     time_budget_s: float = 0.0
+    max_steps: int = 0
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -82,14 +83,16 @@ class TrainConfig:
 HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
         "tokenizer": "tokenizer directory (when not starting from --init)",
         "init": "HuggingFace T5 directory to start from (e.g. a local t5-small)",
-        "model_size": "size when starting fresh: tiny, mini, small or a YAML path",
+        "model_size": "size when starting fresh: tiny (the default), mini, small or a YAML path; with init it must "
+                      "match the checkpoint's architecture",
         "zero_stage": "DeepSpeed ZeRO stage 0-3", "grad_accum": "micro-batches per optimizer step",
         "save_every": "optimizer steps between checkpoints",
         "valid_catalog": "catalog for validation-based model selection", "valid_ids": "its ID folder",
         "log_samples": "write the keys of the samples each rank trained on (samples_rank<R>_epoch<E>.txt)",
         "engine": "deepspeed (any number of processes, ZeRO) or torch (one process, no DeepSpeed)",
         "length_group_window": "micro-batches whose samples are sorted by length together (0: off)",
-        "time_budget_s": "one process only: end training (as if at an epoch end) after this many seconds (0: none)"}
+        "time_budget_s": "one process only: end training (as if at an epoch end) after this many seconds (0: none)",
+        "max_steps": "end training (as if at an epoch end) after this many optimizer steps (0: none)"}
 
 
 def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
@@ -126,7 +129,7 @@ def _skip_shm_comm_build() -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
-def export_hf(engine, tokenizer, out: Path, rank: int) -> None:
+def export_hf(engine, tokenizer, out: Path, rank: int, extra: dict | None = None) -> None:
     """Full parameters (gathered under ZeRO-3) saved by rank 0 as safetensors + tokenizer, atomically."""
     from idgen.model import save_model
 
@@ -137,7 +140,7 @@ def export_hf(engine, tokenizer, out: Path, rank: int) -> None:
         gather = deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
     with gather:
         if rank == 0:
-            save_model(engine.module, tokenizer, out)
+            save_model(engine.module, tokenizer, out, extra)
 
 
 class _null:
@@ -183,6 +186,43 @@ def _init_processes(cfg: TrainConfig) -> int:
     return dist.get_world_size()
 
 
+def initial_model(cfg: TrainConfig):
+    """(model, tokenizer) to start from: the ``init`` checkpoint (its own tokenizer; a ``tokenizer`` or
+    ``model_size`` also given must agree with it) or a fresh, seeded model of ``model_size`` (tiny by default)."""
+    from catalog.tokenizer import load_tokenizer, require_same_tokenizer
+    from idgen.model import build_model, check_size, load_model_and_tokenizer, model_config
+
+    if cfg.init is None:
+        tok = load_tokenizer(cfg.tokenizer)
+        mcfg = model_config(cfg.model_size or "tiny")
+        mcfg.seed = cfg.seed
+        return build_model(mcfg, tok), tok
+    model, tok = load_model_and_tokenizer(cfg.init)
+    if cfg.tokenizer is not None:
+        require_same_tokenizer(tok, f"init {cfg.init}", load_tokenizer(cfg.tokenizer), f"tokenizer {cfg.tokenizer}")
+    if cfg.model_size is not None:
+        check_size(model, cfg.model_size, f"init {cfg.init}")
+    return model, tok
+
+
+def check_lineage(cfg: TrainConfig) -> None:
+    """Validation must use the IDs the shards were built from: a model is never selected on IDs it did not learn."""
+    from catalog.id_table import ids_hash
+    from pretrain.shards import read_manifest
+
+    if cfg.valid_ids is None:
+        return
+    built = {t["ids_hash"]: t["ids"] for t in read_manifest(cfg.shards).get("id_tables", [])}
+    if not built:
+        log.warning("%s: the manifest does not record its ID tables (older shards): lineage not checked", cfg.shards)
+        return
+    mine = ids_hash(cfg.valid_ids)
+    if mine not in built:
+        raise ValueError(f"valid_ids {cfg.valid_ids} (IDs {mine}) are not the IDs the shards {cfg.shards} were built "
+                         f"from ({', '.join(f'{p} = {h}' for h, p in built.items())}): the model would be selected on "
+                         "IDs it never learned")
+
+
 def _share_from_rank0(obj):
     import torch.distributed as dist
 
@@ -196,9 +236,10 @@ def _share_from_rank0(obj):
 def train(cfg: TrainConfig) -> dict:
     from catalog.atomic import write_json
     from catalog.progress import progress
-    from catalog.tokenizer import load_tokenizer
-    from idgen.model import build_model, load_model, model_config
+    from catalog.heldout import domains_seen
+    from catalog.tokenizer import tokenizer_fingerprint
     from pretrain.data import empty_batch, micro_steps_per_epoch, tokenized_batches
+    from pretrain.shards import read_manifest
 
     if cfg.shards is None or cfg.out is None or (cfg.tokenizer is None and cfg.init is None):
         raise ValueError("train needs shards, out and tokenizer (or init)")
@@ -206,30 +247,36 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("time_budget_s needs engine torch (ranks would have to agree on when to stop)")
     world = _init_processes(cfg)
     out = Path(cfg.out)
-    tok = load_tokenizer(cfg.init or cfg.tokenizer)
-    if cfg.init is not None:
-        model = load_model(cfg.init)
-    else:
-        mcfg = model_config(cfg.model_size)
-        mcfg.seed = cfg.seed
-        model = build_model(mcfg, tok)
+    model, tok = initial_model(cfg)
+    check_lineage(cfg)
+    fingerprint = tokenizer_fingerprint(tok)
+    domains = domains_seen(cfg.init or cfg.tokenizer) | set(read_manifest(cfg.shards)["per_domain"])
     micro_per_epoch = micro_steps_per_epoch(cfg.shards, world, cfg.micro_batch, cfg.grad_accum)
     total_steps = micro_per_epoch * cfg.epochs // cfg.grad_accum
     engine, rank, world = _start_engine(cfg, model, total_steps)
     device = engine.device
     ckpt = out / "checkpoints"
-    state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "out_of_time": False}
+    state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "stopped_early": None}
     if (ckpt / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt))
         state.update((client or {}).get("idgenrec", {}))
+        saved = state.pop("tokenizer_fingerprint", None)
+        if saved not in (None, fingerprint):
+            raise ValueError(f"{ckpt}: checkpoints of a model with tokenizer {saved}, but this run's tokenizer is "
+                             f"{fingerprint}: use another --out or the same tokenizer")
         if rank == 0:
             log.info("resumed from %s at epoch %d, micro-step %d", (ckpt / "latest").read_text().strip(),
                      state["epoch"], state["micro_step"])
+
+    def save_checkpoint(tag: str) -> None:
+        engine.save_checkpoint(str(ckpt), tag=tag,
+                               client_state={"idgenrec": {**state, "tokenizer_fingerprint": fingerprint}})
+
     metrics_log = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     empty = empty_batch(tok, cfg.max_source_tokens, cfg.max_target_tokens)
-    while state["epoch"] < cfg.epochs and not state["out_of_time"]:
+    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"]
         batches = tokenized_batches(cfg.shards, cfg.micro_batch, tok, cfg.max_source_tokens, cfg.max_target_tokens,
                                     cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers)
@@ -260,22 +307,27 @@ def train(cfg: TrainConfig) -> dict:
             if state["micro_step"] % cfg.grad_accum == 0:  # an optimizer step just happened
                 if rank == 0 and step % cfg.log_every == 0 and losses:
                     recent = losses[-cfg.log_every:]
+                    elapsed = time.time() - t0
                     rec = {"epoch": epoch, "step": step, "loss": torch.stack(recent).float().mean().item(),
-                           "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
+                           "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(elapsed, 1e-9),
+                           "samples": seen * world, "elapsed_s": elapsed}
                     with open(metrics_log, "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
                 _test_kill_hook(step, rank)
                 if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
-                    engine.save_checkpoint(str(ckpt), tag=f"step{step:08d}", client_state={"idgenrec": dict(state)})
+                    save_checkpoint(f"step{step:08d}")
                 if cfg.time_budget_s and time.time() - t_start > cfg.time_budget_s:
-                    log.info("time budget of %.0f s reached in epoch %d at micro-step %d: training ends here",
-                             cfg.time_budget_s, epoch, state["micro_step"])
-                    state["out_of_time"] = True
+                    state["stopped_early"] = f"time budget of {cfg.time_budget_s:g} s"
+                elif cfg.max_steps and step >= cfg.max_steps:
+                    state["stopped_early"] = f"max_steps {cfg.max_steps}"
+                if state["stopped_early"]:
+                    log.info("%s reached in epoch %d at micro-step %d: training ends here", state["stopped_early"],
+                             epoch, state["micro_step"])
                     break
         bar.close()
         export = out / f"epoch{epoch:03d}"
-        export_hf(engine, tok, export, rank)
+        export_hf(engine, tok, export, rank, {"domains_seen": sorted(domains)})
         state["epoch"], state["micro_step"] = epoch + 1, 0
         if rank == 0:
             train_loss = torch.stack(losses).float().mean().item() if losses else 0.0
@@ -293,11 +345,11 @@ def train(cfg: TrainConfig) -> dict:
             state["history"].append(record)
             log.info("epoch %d done: %s", epoch, json.dumps(record))
         state = _share_from_rank0(state)
-        engine.save_checkpoint(str(ckpt), tag=f"epoch{epoch:03d}", client_state={"idgenrec": dict(state)})
+        save_checkpoint(f"epoch{epoch:03d}")
     last = state["history"][-1]["epoch"] if state["history"] else cfg.epochs - 1
     summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "engine": cfg.engine,
                "best": state["best"], "history": state["history"], "final": str(out / f"epoch{last:03d}"),
-               "out_of_time": state["out_of_time"]}
+               "stopped_early": state["stopped_early"]}
     if rank == 0:
         if cfg.valid_catalog is not None and (out / "best").exists():
             summary["test_at_best"] = _evaluate(out / "best", cfg, "test")
@@ -322,11 +374,15 @@ def _replace(src: Path, dst: Path) -> None:
 
 
 def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
+    """Validation (or test) of an export, with prompts made the way the shards made them."""
     from eval.evaluate import EvalConfig, evaluate
+    from pretrain.shards import read_manifest
 
+    manifest = read_manifest(cfg.shards)
     m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
                             split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
-                            device="cuda" if torch.cuda.is_available() else "cpu"))
+                            user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", 20),
+                            device="auto"))
     return {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}
 
 

@@ -57,6 +57,20 @@ def sample_tokenizer_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_tokenizer_dir(tmp_path_factory) -> Path:
+    """Another SentencePiece tokenizer of the same size (600), trained on the Beauty sample: same vocabulary size,
+    different token ids."""
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.sample import SAMPLE_DIR
+    from catalog.tokenizer import build_tokenizer
+
+    d = tmp_path_factory.mktemp("other_tok")
+    cat = prepare(PrepareConfig(data=SAMPLE_DIR / "Beauty", out=d / "cat"))
+    build_tokenizer(cat.texts, d / "tok", vocab_size=600)
+    return d / "tok"
+
+
+@pytest.fixture(scope="session")
 def collide_catalog(tmp_path_factory) -> Path:
     """A catalog built to collide: 12 distinct texts, each shared by 4 items (48 items)."""
     from catalog.prepare import PrepareConfig, prepare
@@ -89,9 +103,7 @@ def tiny_generator(sample_tokenizer_dir, collide_catalog, tmp_path_factory) -> P
 @pytest.fixture(scope="session")
 def word_ids(collide_catalog, sample_tokenizer_dir, tmp_path_factory) -> Path:
     """An ID folder for the colliding catalog with simple unique IDs (no generator needed)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    from catalog.id_table import ITEM_TABLE, write_id_table
     from catalog.store import read_catalog
     from catalog.tokenizer import load_tokenizer
 
@@ -99,6 +111,5 @@ def word_ids(collide_catalog, sample_tokenizer_dir, tmp_path_factory) -> Path:
     words = ["red", "blue", "green", "small", "big", "toy", "car", "doll"]
     ids = [f"{words[i % 8]} {words[(i // 8) % 8]} {i}" for i in range(len(cat.item_ids))]
     out = tmp_path_factory.mktemp("word_ids")
-    pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
-                             "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}), out / "item_ids.parquet")
+    write_id_table(out / ITEM_TABLE, {"item_id": cat.item_ids}, ids, tok)
     return out

@@ -1,7 +1,8 @@
 import pytest
 
 from catalog.store import read_catalog
-from pretrain.corpus import CorpusConfig, build_corpus, check_heldout
+from catalog.heldout import check_heldout
+from pretrain.corpus import CorpusConfig, build_corpus
 from tests.conftest import write_shared
 
 
@@ -29,9 +30,9 @@ def test_ids_qualified_and_users_capped(tmp_path):
 
 def test_heldout_overlap_is_an_error(tmp_path):
     a = _domain(tmp_path, "Alpha", 5, ["x", "y", "z"])
-    with pytest.raises(ValueError, match="both pretraining and held out"):
+    with pytest.raises(ValueError, match="includes held-out dataset Alpha"):
         check_heldout([a], [a])
-    with pytest.raises(ValueError, match="overlaps Office_Industrial"):
+    with pytest.raises(ValueError, match="includes Office_Industrial, which overlaps held-out dataset Scientific"):
         check_heldout([tmp_path / "Office_Industrial"], [tmp_path / "Scientific"])
     c = _domain(tmp_path, "Gamma", 5, ["z", "q", "r"])  # shares raw item z with Alpha
     with pytest.raises(ValueError, match="shares 1 of its 3 item ids"):

@@ -1,14 +1,17 @@
 """`idgenrec eval` end to end on a small catalog with a tiny random recommender."""
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
 
+from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table, table_fingerprint, write_id_table
+
 from catalog.split import samples
 from catalog.store import read_catalog
-from catalog.tokenizer import load_tokenizer
+from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from cluster.cli import main
-from idgen.model import build_model, model_config, save_model
+from idgen.model import build_model, load_model_and_tokenizer, model_config, save_model
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +49,29 @@ def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
     cat, d, ids = setup
     assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(tmp_path),
                  "--out", str(tmp_path / "o")]) == 2
+
+
+def test_trie_speaks_the_recommenders_tokenizer(setup, collide_catalog, other_tokenizer_dir, tmp_path):
+    """An ID table written under tokenizer A, a recommender with tokenizer B of the same size: the trie must be
+    built from B's tokens (the old code used the table's A tokens: a silently wrong trie)."""
+    cat, _, ids_a = setup
+    tok_b = load_tokenizer(other_tokenizer_dir)
+    assert tokenizer_fingerprint(tok_b) != table_fingerprint(ids_a / ITEM_TABLE)
+    save_model(build_model(model_config("tiny"), tok_b), tok_b, tmp_path / "rec_b")
+    texts = read_id_table(ids_a / ITEM_TABLE)["id"]
+    write_id_table(tmp_path / "ids_b" / ITEM_TABLE, {"item_id": cat.item_ids}, texts, tok_b)
+    assert item_id_tokens(ids_a, cat.item_ids, tok_b)[1] == tok_b(texts, add_special_tokens=False)["input_ids"]
+    tops = []
+    for ids in (ids_a, tmp_path / "ids_b"):
+        assert main(["eval", "--model", str(tmp_path / "rec_b"), "--catalog", str(collide_catalog), "--ids",
+                     str(ids), "--out", str(tmp_path / ids.name), "--beams", "10"]) == 0
+        tops.append(pq.read_table(tmp_path / ids.name / "topk_test.parquet").to_pydict()["topk"])
+    assert tops[0] == tops[1]
+
+
+def test_a_model_folder_with_a_foreign_tokenizer_is_refused(setup, other_tokenizer_dir, tmp_path):
+    _, d, _ = setup
+    shutil.copytree(d / "rec", tmp_path / "rec")
+    load_tokenizer(other_tokenizer_dir).save_pretrained(str(tmp_path / "rec"))  # same size, other token ids
+    with pytest.raises(ValueError, match="the model was saved with tokenizer .* but the tokenizer files there now"):
+        load_model_and_tokenizer(tmp_path / "rec")

@@ -27,7 +27,14 @@ def test_smoke_run_without_ray_or_deepspeed(tmp_path):
     assert r["recommender"]["test"]["users"] == r["catalog"]["users"]
     for key in ("ours_users_per_s", "transformers_python_trie_users_per_s", "transformers_unconstrained_users_per_s"):
         assert r["decoding"][key] > 0
-    assert r["training"]["ratio"] > 0 and r["item_ids"]["ratio"] > 0
+    # fair comparisons: the same users and batch for decoding, the same items and attempt for IDs, the same steps,
+    # micro-batch and precision for training; each names its baseline
+    d, i, t = r["decoding"], r["item_ids"], r["training"]
+    assert d["compared_users"] == r["sizes"]["stock_users"] and d["batch"] == r["sizes"]["decode_batch"]
+    assert d["ratio_vs_python_trie"] == d["ours_users_per_s"] / d["transformers_python_trie_users_per_s"]
+    assert i["compared_items"] == r["sizes"]["serial_items"] and i["ratio"] > 0
+    assert t["ratio"] > 0 and t["steps"] == r["sizes"]["train_bench_steps"] and t["precision"] == "fp32, AdamW (CPU)"
+    assert all("baseline_setup" in x for x in (d, i, t))
     table = (out / "table.txt").read_text()
     assert run.stdout.rstrip().endswith(table.rstrip())  # the table is printed last
-    assert "decoding users/s" in table and "IDGenRec (ours)" in table
+    assert "decoding users/s" in table and "IDGenRec (ours)" in table and "baselines:" in table

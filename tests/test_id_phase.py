@@ -53,3 +53,20 @@ def test_gradient_reaches_the_generator_only():
     assert all(p.grad is None for p in rec.parameters())
     grads = [p.grad for p in gen.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_generator_and_recommender_must_share_a_tokenizer(tiny_generator, collide_catalog, word_ids,
+                                                          other_tokenizer_dir, tmp_path):
+    """Soft ID embeddings weight the recommender's rows by the generator's token probabilities: two tokenizers of
+    the same size (the old check compared sizes only) would silently mix unrelated tokens."""
+    import pytest
+
+    from catalog.tokenizer import load_tokenizer
+    from idgen.model import build_model, model_config, save_model
+    from pretrain.id_phase import train_generator
+
+    tok = load_tokenizer(other_tokenizer_dir)
+    save_model(build_model(model_config("tiny"), tok), tok, tmp_path / "rec")
+    with pytest.raises(ValueError, match="tokenizer mismatch: the generator .* but the recommender"):
+        train_generator(tiny_generator, tmp_path / "rec", collide_catalog, word_ids, tmp_path / "gen", steps=1,
+                        device="cpu")

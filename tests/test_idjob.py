@@ -1,4 +1,5 @@
 """The Ray ID job, for real: local Ray, 1 and 2 actors, a killed actor, a crashed driver, and `ray job submit`."""
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.idjob import IDJobConfig, read_id_table, run_ids
+from catalog.id_table import read_id_table
+from cluster.idjob import IDJobConfig, run_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +33,9 @@ def test_unique_complete_and_escalated(reference_table):
     assert items["item_id"][0] == "i00a" and all(len(t) >= 1 for t in items["token_ids"])
     assert max(items["attempts"]) > 1  # identical texts forced lambda up or the window wider
     assert summary["items"]["needed_higher_lambda"] > 0
+    # summary.json keeps real types, not their strings
+    config = json.loads((summary_path := Path(summary["config"]["out"]) / "summary.json").read_text())["config"]
+    assert config["groups"] == 4 and config["address"] is None and config["user_ids"] is True, summary_path
     assert len(set(users["id"])) == len(users["id"]) == 30 * 4  # 5 items each: positions 1..4
 
 

@@ -41,7 +41,7 @@ def test_beauty_counts_match_source():
 
 def _bad(tmp_path, seqs_text: str | bytes, items: list[dict] | bytes):
     folder = tmp_path / "bad"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "user_sequence.txt").write_bytes(seqs_text if isinstance(seqs_text, bytes) else seqs_text.encode())
     data = items if isinstance(items, bytes) else "".join(json.dumps(i) + "\n" for i in items).encode()
     (folder / "items.jsonl.gz").write_bytes(gzip.compress(data))
@@ -79,6 +79,17 @@ def test_missing_files_are_named(tmp_path):
     (tmp_path / "half" / "user_sequence.txt").write_text("u a b c\n")
     with pytest.raises(DataError, match=r"items.jsonl.gz: file not found"):
         _prepare(tmp_path / "half", tmp_path / "out")
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    """No users (an empty file, or every line skipped) is never a successful prepare."""
+    folder = _bad(tmp_path, "", ITEMS)
+    with pytest.raises(DataError, match=r"user_sequence.txt: no users with items: the dataset is empty"):
+        _prepare(folder, tmp_path / "out")
+    folder = _bad(tmp_path / "b", "u1 x y\n", ITEMS)  # the only user's items have no metadata
+    with pytest.raises(DataError, match="the dataset is empty after skipping bad input"):
+        _prepare(folder, tmp_path / "out", skip_bad=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):

@@ -1,3 +1,5 @@
+import pytest
+
 from catalog.tokenizer import load_tokenizer
 from cluster.cli import main
 
@@ -26,3 +28,34 @@ def test_cli_copies_a_local_pretrained_tokenizer(sample_tokenizer_dir, tmp_path)
     assert main(["tokenizer", "--pretrained", str(sample_tokenizer_dir), "--out", str(tmp_path / "copy")]) == 0
     assert len(load_tokenizer(tmp_path / "copy")) == 600
     assert main(["tokenizer", "--pretrained", str(tmp_path / "missing"), "--out", str(tmp_path / "c2")]) == 2
+
+
+def test_fingerprint_follows_the_token_ids(sample_tokenizer_dir, other_tokenizer_dir, tmp_path):
+    from catalog.tokenizer import tokenizer_fingerprint
+
+    a = load_tokenizer(sample_tokenizer_dir)
+    a.save_pretrained(str(tmp_path / "copy"))
+    assert tokenizer_fingerprint(load_tokenizer(tmp_path / "copy")) == tokenizer_fingerprint(a)  # copies agree
+    b = load_tokenizer(other_tokenizer_dir)
+    assert len(a) == len(b) and tokenizer_fingerprint(a) != tokenizer_fingerprint(b)  # same size, other ids
+
+
+def test_heldout_catalogs_are_refused_as_training_text(tmp_path):
+    """Zero-shot must stay zero-shot: the vocabulary may not be trained on a held-out dataset's text."""
+    import json
+
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.sample import SAMPLE_DIR
+    from idgen.warmstart import WarmStartConfig, warmstart
+
+    for name in ("Beauty", "Toys"):
+        prepare(PrepareConfig(data=SAMPLE_DIR / name, out=tmp_path / name, domain=name))
+    base = ["tokenizer", "--vocab-size", "300", "--heldout", str(tmp_path / "Toys")]
+    assert main([*base, "--catalog", str(tmp_path / "Beauty"), str(tmp_path / "Toys"), "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert main([*base, "--catalog", str(tmp_path / "Beauty"), "--out", str(tmp_path / "tok")]) == 0
+    assert json.loads((tmp_path / "tok" / "idgenrec.json").read_text())["domains_seen"] == ["Beauty"]
+    with pytest.raises(ValueError, match="warm start: .* includes held-out dataset Toys"):
+        warmstart(WarmStartConfig(catalog=[tmp_path / "Toys"], tokenizer=tmp_path / "tok", out=tmp_path / "g",
+                                  heldout=[SAMPLE_DIR / "Toys"], steps=0))

@@ -118,14 +118,14 @@ def test_torch_engine_kill_then_resume_equals_uninterrupted(shards, sample_token
     log = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"]
     summary = json.loads((tmp_path / "full" / "summary.json").read_text())
-    assert summary["engine"] == "torch" and summary["world_size"] == 1 and not summary["out_of_time"]
+    assert summary["engine"] == "torch" and summary["world_size"] == 1 and summary["stopped_early"] is None
 
 
 def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer_dir, tmp_path):
     run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "50", "--time-budget-s", "0.001")
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["out_of_time"] and len(summary["history"]) == 1
+    assert summary["stopped_early"].startswith("time budget") and len(summary["history"]) == 1
     assert (tmp_path / "best" / "model.safetensors").exists()
 
 
@@ -152,3 +152,31 @@ def test_prefetch_passes_items_in_order_and_raises_errors():
     assert next(it) == 1
     with pytest.raises(ValueError, match="bad sample"):
         next(it)
+
+
+def test_init_and_model_size_or_tokenizer_must_agree(tiny_generator, sample_tokenizer_dir, other_tokenizer_dir):
+    """The README's foundation command once trained a mini model (its --init) under a config saying small."""
+    from pretrain.train import TrainConfig, initial_model
+
+    model, _ = initial_model(TrainConfig(init=tiny_generator, model_size="tiny", tokenizer=sample_tokenizer_dir))
+    assert model.config.d_model == 32
+    with pytest.raises(ValueError, match=r"another architecture than model_size 'small' \(d_model 32 vs 512"):
+        initial_model(TrainConfig(init=tiny_generator, model_size="small"))
+    with pytest.raises(ValueError, match="tokenizer mismatch: init .* but tokenizer .* uses tokenizer"):
+        initial_model(TrainConfig(init=tiny_generator, tokenizer=other_tokenizer_dir))
+    fresh, _ = initial_model(TrainConfig(tokenizer=sample_tokenizer_dir))  # no init: model_size, tiny by default
+    assert fresh.config.d_model == 32 and fresh.config.vocab_size == 600
+
+
+def test_validation_must_use_the_ids_the_shards_were_built_from(shards, collide_catalog, word_ids,
+                                                                sample_tokenizer_dir, tmp_path):
+    from catalog.id_table import ITEM_TABLE, read_id_table, write_id_table
+    from catalog.tokenizer import load_tokenizer
+    from pretrain.train import TrainConfig, check_lineage
+
+    check_lineage(TrainConfig(shards=shards, valid_catalog=collide_catalog, valid_ids=word_ids))
+    t = read_id_table(word_ids / ITEM_TABLE)
+    write_id_table(tmp_path / "other" / ITEM_TABLE, {"item_id": t["item_id"]}, [f"x {i}" for i in t["id"]],
+                   load_tokenizer(sample_tokenizer_dir))
+    with pytest.raises(ValueError, match="are not the IDs the shards .* were built from"):
+        check_lineage(TrainConfig(shards=shards, valid_catalog=collide_catalog, valid_ids=tmp_path / "other"))
