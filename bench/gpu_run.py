@@ -57,17 +57,19 @@ class Sizes:
     micro_batch: int = 128
     train_budget_s: float = 170.0
     eval_batch: int = 512
-    sasrec_epochs: int = 30
-    decode_users: int = 4096       # ours
-    stock_users: int = 128         # transformers with / without the trie callback (slow)
-    decode_batch: int = 256
+    sasrec_epochs: int = 200          # early stopping on validation (patience 10), as RecBole
+    decode_users: int = 4096       # ours at a larger batch (labelled, beside the fair figure)
+    stock_users: int = 256         # ours and transformers with / without the trie callback, same users
+    decode_batch: int = 64         # the batch of that comparison
+    decode_large_batch: int = 256
     train_bench_steps: int = 60
 
 
 SMOKE = Sizes(users=80, kcore=1, vocab_size=600, generator="tiny", warmstart_steps=300, warmstart_batch=32,
               warmstart_lr=1e-2,
               idgen_batch=64, serial_items=8, recommender="tiny", train_epochs=2, micro_batch=16, train_budget_s=0,
-              eval_batch=64, sasrec_epochs=2, decode_users=64, stock_users=8, decode_batch=32, train_bench_steps=4)
+              eval_batch=64, sasrec_epochs=2, decode_users=64, stock_users=8, decode_batch=4, decode_large_batch=32,
+              train_bench_steps=4)
 
 
 class Run:
@@ -166,10 +168,12 @@ def generator(work: Path, device: torch.device):
 
 
 def item_ids(sz: Sizes, work: Path, device: torch.device) -> dict:
-    """Algorithm 1 over the whole catalog in this process (ours, batched), the table written as ``idgenrec ids``
-    writes it; then the one-item-at-a-time loop on the first items, same model."""
+    """Algorithm 1 over the whole catalog in this process (ours, batched, every escalation round), the table
+    written as ``idgenrec ids`` writes it. Speed against the stock one-item loop on the same items and the same
+    single attempt (k = 10 groups, lambda 1, window [1, 10])."""
+    from catalog.id_table import ITEM_TABLE, write_id_table
     from catalog.store import read_catalog
-    from cluster.idjob import _table, write_table
+    from cluster.idjob import escalation
     from idgen.algorithm1 import Algorithm1Config, State, escalation_fractions, run_algorithm1
     from idgen.proposer import Proposer
 
@@ -183,12 +187,13 @@ def item_ids(sz: Sizes, work: Path, device: torch.device) -> dict:
     result = run_algorithm1(list(range(len(cat.texts))), lambda items, st: ours([cat.texts[i] for i in items], st),
                             a1, names=cat.item_ids)
     sync(device)
-    ours_s = time.time() - t
+    all_s = time.time() - t
     assignments = [result[i] for i in range(len(cat.texts))]
-    write_table(work / "ids" / "item_ids.parquet", _table(assignments, tok, {"item_id": cat.item_ids}))
+    write_id_table(work / "ids" / ITEM_TABLE, {"item_id": cat.item_ids}, [a.id for a in assignments], tok,
+                   escalation(assignments))
     ours_peak = peak_mb(device)
-    serial = Proposer(model, tok, a1, batch_size=1, max_source_tokens=64, device=device)
     texts = cat.texts[: sz.serial_items]
+    serial = Proposer(model, tok, a1, batch_size=1, max_source_tokens=64, device=device)
     serial(texts[:2], State())
     reset_peak(device)
     t = time.time()
@@ -196,11 +201,18 @@ def item_ids(sz: Sizes, work: Path, device: torch.device) -> dict:
         serial([text], State())
     sync(device)
     serial_s = time.time() - t
+    serial_peak = peak_mb(device)
+    t = time.time()
+    ours(texts, State())  # the same items, the same one attempt
+    sync(device)
+    same_s = time.time() - t
     return {"items": len(cat.texts), "unique": len({a.id for a in assignments}) == len(assignments),
-            "ours_items_per_s": len(cat.texts) / ours_s, "ours_seconds_all_rounds": round(ours_s, 2),
-            "one_at_a_time_items_per_s": len(texts) / serial_s, "one_at_a_time_items": len(texts),
-            "ratio": (len(cat.texts) / ours_s) / (len(texts) / serial_s),
-            **escalation_fractions(assignments, a1), "ours_peak_mb": ours_peak, "one_at_a_time_peak_mb": peak_mb(device),
+            "compared_items": len(texts), "ours_items_per_s": len(texts) / same_s,
+            "one_at_a_time_items_per_s": len(texts) / serial_s, "ratio": serial_s / same_s,
+            "baseline_setup": f"the published code's way: one item at a time, same model, same {len(texts)} items, "
+                              f"one attempt (k=10, lambda 1, window [1,10]); ours batched {sz.idgen_batch}",
+            "algorithm1_all_items_per_s": len(cat.texts) / all_s, "algorithm1_seconds": round(all_s, 2),
+            **escalation_fractions(assignments, a1), "ours_peak_mb": ours_peak, "one_at_a_time_peak_mb": serial_peak,
             "examples": [{"text": cat.texts[i][:80], "id": assignments[i].id} for i in range(min(5, len(cat.texts)))],
             "dtype": str(next(model.parameters()).dtype)}
 
@@ -217,7 +229,7 @@ def train_recommender(sz: Sizes, work: Path, device: torch.device) -> dict:
         engine="torch", zero_stage=0, micro_batch=sz.micro_batch, lr=1e-3, warmup_steps=100, epochs=sz.train_epochs,
         save_every=10 ** 9, log_every=50, bf16=device.type == "cuda", valid_catalog=work / "catalog",
         valid_ids=work / "ids", eval_batch_size=sz.eval_batch, time_budget_s=sz.train_budget_s))
-    return {"test": summary.get("test_at_best"), "best": summary["best"], "out_of_time": summary["out_of_time"],
+    return {"test": summary.get("test_at_best"), "best": summary["best"], "stopped_early": summary["stopped_early"],
             "epochs": [{k: h.get(k) for k in ("epoch", "train_loss", "samples_per_s", "valid")}
                        for h in summary["history"]], "peak_mb": peak_mb(device)}
 
@@ -228,108 +240,132 @@ def sasrec(sz: Sizes, work: Path, device: torch.device) -> dict:
     from eval.sasrec import SASRecConfig, train_sasrec
 
     cat = read_catalog(work / "catalog")
-    r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=sz.sasrec_epochs, batch_size=256,
-                                                               device=str(device)))
-    return {"test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"],
+    r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=sz.sasrec_epochs, device=str(device)))
+    return {"test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+            "converged": r["converged"], "seconds": r["seconds"],
             "popularity_test": popularity_metrics(cat.sequences, "test")}
 
 
 # ---------------------------------------------------------------- speed
 
 def decoding(sz: Sizes, work: Path, device: torch.device) -> dict:
-    """The trained recommender (bf16 on a GPU), real prompts (test split), the trie of every item's ID."""
+    """The trained recommender (bf16 on a GPU), real prompts (test split), the trie of every item's ID. Ours and
+    stock ``generate`` on the same users at the same batch size (the headline ratio); ours at a larger batch over
+    more users beside it, labelled."""
+    from catalog.id_table import item_id_tokens
     from catalog.split import samples
     from catalog.store import read_catalog
-    from catalog.tokenizer import load_tokenizer
-    from eval.evaluate import load_item_ids
-    from idgen.model import load_model
+    from idgen.model import load_model_and_tokenizer
     from recommender.decode import recommend
     from recommender.prompts import EVAL_TEMPLATE, render_prompt
     from recommender.trie import PythonTrie, Trie
 
-    rec = work / "recommender" / "best"
-    cat, tok = read_catalog(work / "catalog"), load_tokenizer(rec)
-    model = load_model(rec).to(device).eval()
+    cat = read_catalog(work / "catalog")
+    model, tok = load_model_and_tokenizer(work / "recommender" / "best")
+    model = model.to(device).eval()
     if device.type == "cuda":
         model = model.to(torch.bfloat16)
-    texts, tokens = load_item_ids(work / "ids", cat.item_ids)
+    texts, tokens = item_id_tokens(work / "ids", cat.item_ids, tok)
     trie, ptrie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device), PythonTrie(tokens, tok.eos_token_id)
     id_of = dict(zip(cat.item_ids, texts))
     prompts = [render_prompt([id_of[i] for i in s.history], None, EVAL_TEMPLATE)
                for s in samples(cat.sequences, "test")]
     prompts = (prompts * (sz.decode_users // max(len(prompts), 1) + 1))[: sz.decode_users]
 
-    def enc(ps):
-        return tok(ps, truncation=True, max_length=512, padding=True, return_tensors="pt").to(device)
+    def batches(n: int, size: int) -> list:
+        return [tok(prompts[i:min(i + size, n)], truncation=True, max_length=512, padding=True,
+                    return_tensors="pt").to(device) for i in range(0, n, size)]
 
     gen = stock_generate_kwargs(20, trie.max_depth)
-    stock = [enc(prompts[i:i + 64]) for i in range(0, sz.stock_users, 64)]
-    ours_batches = [enc(prompts[i:i + sz.decode_batch]) for i in range(0, len(prompts), sz.decode_batch)]
-    out: dict = {"items": len(tokens), "beams": 20, "dtype": str(next(model.parameters()).dtype)}
+    same = batches(sz.stock_users, sz.decode_batch)
+    out: dict = {"items": len(tokens), "beams": 20, "dtype": str(next(model.parameters()).dtype),
+                 "compared_users": sz.stock_users, "batch": sz.decode_batch,
+                 "baseline_setup": f"transformers generate(num_beams=20, prefix_allowed_tokens_fn=Python trie), same "
+                                   f"{sz.stock_users} users, same batch {sz.decode_batch}, same model and dtype",
+                 "large_batch": sz.decode_large_batch, "large_batch_users": sz.decode_users}
 
-    def timed(name: str, fn, batches):
+    def timed(name: str, fn, bs):
         with torch.inference_mode():
-            fn({k: v[:4] for k, v in batches[0].items()})  # warm-up
+            fn({k: v[:4] for k, v in bs[0].items()})  # warm-up
             reset_peak(device)
             t = time.time()
-            res = [fn(b) for b in batches]
+            res = [fn(b) for b in bs]
             sync(device)
-        out[f"{name}_users_per_s"] = sum(b["input_ids"].shape[0] for b in batches) / (time.time() - t)
+        out[f"{name}_users_per_s"] = sum(b["input_ids"].shape[0] for b in bs) / (time.time() - t)
         out[f"{name}_peak_mb"] = peak_mb(device)
         return res
 
     ours_fn = lambda b: recommend(model, b["input_ids"], b["attention_mask"], trie, 20, 20, tok.eos_token_id,
                                   tok.pad_token_id)
     hf = timed("transformers_python_trie", lambda b: model.generate(
-        **b, **gen, prefix_allowed_tokens_fn=ptrie.prefix_allowed_tokens_fn(tok.pad_token_id)), stock)
-    timed("transformers_unconstrained", lambda b: model.generate(**b, **gen), stock)
-    ours_same = timed("ours_on_stock_users", ours_fn, stock)
-    timed("ours", ours_fn, ours_batches)
-    same = top1 = n = 0
+        **b, **gen, prefix_allowed_tokens_fn=ptrie.prefix_allowed_tokens_fn(tok.pad_token_id)), same)
+    timed("transformers_unconstrained", lambda b: model.generate(**b, **gen), same)
+    ours_same = timed("ours", ours_fn, same)
+    timed("ours_large_batch", ours_fn, batches(sz.decode_users, sz.decode_large_batch))
+    agree = top1 = n = 0
     for h, o in zip(hf, ours_same):
         for stock, mine in zip(stock_rankings(h, o.items.shape[0], 20, tokens, tok.eos_token_id), o.items.tolist()):
-            same += stock == mine
+            agree += stock == mine
             top1 += stock[0] == mine[0]
             n += 1
-    out["same_top20_fraction"], out["same_top1_fraction"] = same / max(n, 1), top1 / max(n, 1)
+    out["same_top20_fraction"], out["same_top1_fraction"] = agree / max(n, 1), top1 / max(n, 1)
     out["ratio_vs_python_trie"] = out["ours_users_per_s"] / out["transformers_python_trie_users_per_s"]
     out["ratio_vs_unconstrained"] = out["ours_users_per_s"] / out["transformers_unconstrained_users_per_s"]
     return out
 
 
 def training_speed(sz: Sizes, work: Path, device: torch.device) -> dict:
-    """Samples/s at the same micro-batch on the same shards: a plain transformers loop (float32, tokenizing each
-    batch in the loop, AdamW, ``loss.item()`` each step) against our trainer's epochs in the quality run."""
+    """Samples/s over the same optimizer steps (after the same warm-up) on the same shards at the same micro-batch
+    and precision: the best plain loop a user would write (bf16 autocast and fused AdamW on a GPU, tokenizing in the
+    loop, ``loss.item()`` each step) against our trainer (``pretrain.train``, engine torch), both fresh models of
+    the recommender's size."""
+    import json
+
     from catalog.tokenizer import load_tokenizer
     from idgen.model import build_model, model_config
     from idgen.seq2seq import seq2seq_batch
     from pretrain.data import rank_batches
+    from pretrain.train import TrainConfig, train
 
+    bf16, warm, steps = device.type == "cuda", 5, sz.train_bench_steps
+    precision = "bf16 autocast, fused AdamW" if bf16 else "fp32, AdamW (CPU)"
     tok = load_tokenizer(work / "generator")
     model = build_model(model_config(sz.recommender), tok).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    batches = rank_batches(work / "shards", sz.micro_batch)
-    warm = 3
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01, fused=True if bf16 else None)
     reset_peak(device)
     seen, t = 0, None
-    for step, batch in enumerate(batches):
+    for step, batch in enumerate(rank_batches(work / "shards", sz.micro_batch)):
         if step == warm:
             sync(device)
             t, seen = time.time(), 0
-        if step >= warm + sz.train_bench_steps:
+        if step >= warm + steps:
             break
         inputs = seq2seq_batch(tok, [b["src"] for b in batch], [b["tgt"] for b in batch], 512, 32, device)
-        loss = model(**inputs).loss
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.item()
         seen += len(batch)
     sync(device)
     plain = seen / (time.time() - t) if t else float("nan")
-    return {"plain_transformers_samples_per_s": plain, "plain_peak_mb": peak_mb(device),
-            "plain_steps": sz.train_bench_steps, "micro_batch": sz.micro_batch}
+    plain_peak = peak_mb(device)
+    del model, opt
+    reset_peak(device)
+    run = work / "train_speed"
+    train(TrainConfig(shards=work / "shards", out=run, tokenizer=work / "generator", model_size=sz.recommender,
+                      engine="torch", zero_stage=0, micro_batch=sz.micro_batch, lr=1e-3, warmup_steps=0, epochs=1,
+                      save_every=10 ** 9, log_every=1, bf16=bf16, max_steps=warm + steps))
+    log = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    a, b = log[warm], log[warm + steps]
+    ours = (b["samples"] - a["samples"]) / (b["elapsed_s"] - a["elapsed_s"])
+    return {"plain_transformers_samples_per_s": plain, "ours_samples_per_s": ours, "ratio": ours / plain,
+            "plain_peak_mb": plain_peak, "ours_peak_mb": peak_mb(device), "steps": steps, "warmup_steps": warm,
+            "micro_batch": sz.micro_batch, "precision": precision,
+            "baseline_setup": f"plain transformers loop, {precision}, micro-batch {sz.micro_batch}, same shards, "
+                              f"same {steps} steps after {warm} warm-up steps"}
 
 
 # ---------------------------------------------------------------- table
@@ -352,14 +388,22 @@ def table(r: dict) -> str:
     rows.append(f"  decoding users/s           {f(d.get('ours_users_per_s')):>10s}  "
                 f"{f(d.get('transformers_python_trie_users_per_s')):>10s}  {f(d.get('ratio_vs_python_trie')):>6s}x  "
                 f"{f(d.get('ours_peak_mb'))} / {f(d.get('transformers_python_trie_peak_mb'))}")
-    rows.append(f"    (unconstrained generate {f(d.get('transformers_unconstrained_users_per_s'))} users/s; "
-                f"same top-20 as stock: {f(d.get('same_top20_fraction'), 3)}, top-1: {f(d.get('same_top1_fraction'), 3)})")
+    rows.append(f"    (same {d.get('compared_users')} users, batch {d.get('batch')}; unconstrained generate "
+                f"{f(d.get('transformers_unconstrained_users_per_s'))} users/s; same top-20 as stock: "
+                f"{f(d.get('same_top20_fraction'), 3)}, top-1: {f(d.get('same_top1_fraction'), 3)}; ours at batch "
+                f"{d.get('large_batch')} over {d.get('large_batch_users')} users: "
+                f"{f(d.get('ours_large_batch_users_per_s'))} users/s)")
     rows.append(f"  ID generation items/s      {f(i.get('ours_items_per_s')):>10s}  "
                 f"{f(i.get('one_at_a_time_items_per_s')):>10s}  {f(i.get('ratio')):>6s}x  "
                 f"{f(i.get('ours_peak_mb'))} / {f(i.get('one_at_a_time_peak_mb'))}")
+    rows.append(f"    (Algorithm 1 over all {i.get('items')} items, every round: "
+                f"{f(i.get('algorithm1_all_items_per_s'))} items/s)")
     rows.append(f"  training samples/s         {f(t.get('ours_samples_per_s')):>10s}  "
                 f"{f(t.get('plain_transformers_samples_per_s')):>10s}  {f(t.get('ratio')):>6s}x  "
                 f"{f(t.get('ours_peak_mb'))} / {f(t.get('plain_peak_mb'))}")
+    rows.append("baselines:")
+    rows += [f"  {name}: {x.get('baseline_setup', '-')}" for name, x in (("decoding", d), ("ID generation", i),
+                                                                         ("training", t))]
     if r.get("errors"):
         rows.append(f"  failed phases: {', '.join(r['errors'])} (tracebacks in gpu_run.json)")
     return "\n".join(rows)
@@ -397,14 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     run.put("recommender", run.phase("recommender", lambda: train_recommender(sz, w, device)))
     run.put("sasrec", run.phase("sasrec", lambda: sasrec(sz, w, device)))
     run.put("decoding", run.phase("decoding speed", lambda: decoding(sz, w, device)))
-    plain = run.phase("training speed", lambda: training_speed(sz, w, device)) or {}
-    epochs = (run.results.get("recommender") or {}).get("epochs") or []
-    ours = max((e["samples_per_s"] for e in epochs if e.get("samples_per_s")), default=None)
-    if ours and plain.get("plain_transformers_samples_per_s"):
-        plain["ours_samples_per_s"] = ours
-        plain["ratio"] = ours / plain["plain_transformers_samples_per_s"]
-        plain["ours_peak_mb"] = (run.results.get("recommender") or {}).get("peak_mb")
-    run.put("training", plain)
+    run.put("training", run.phase("training speed", lambda: training_speed(sz, w, device)))
     text = table(run.results)
     (args.out / "table.txt").write_text(text + "\n")
     print("\n" + text)

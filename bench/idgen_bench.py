@@ -1,8 +1,9 @@
 """ID generation speed on real Toys items: one Algorithm 1 attempt (k = 10 groups, lambda 1, window [1, 10]).
 
 Prints items/s of (1) the serial one-item-at-a-time loop the published code uses (baseline), (2) our batched
-generator in one process, (3) batched in 1 Ray actor, (4) in 2 Ray actors; and the ratios, all measured in this run
-on the same items and the same model. Target on CPU: batched >= 5x serial; 2 actors >= 1.6x one actor.
+generator in one process on the same items (the headline ratio) and on all ``--items``, (3) batched in 1 Ray actor,
+(4) in 2 Ray actors (both on all ``--items``); and the ratios, all measured in this run with the same model.
+Target on CPU: batched >= 5x serial; 2 actors >= 1.6x one actor.
 
     python bench/idgen_bench.py [--items 2000] [--serial-items 150] [--model DIR]
 """
@@ -55,8 +56,11 @@ def main() -> None:
 
     batched = Proposer(model, tok, a1, batch_size=args.batch_size, max_source_tokens=64, device=args.device)
     t = time.perf_counter()
+    batched(texts[: args.serial_items], State())  # the same items as the serial baseline: the headline ratio
+    results["batched_items_per_s"] = args.serial_items / (time.perf_counter() - t)
+    t = time.perf_counter()
     batched(texts, State())
-    results["batched_items_per_s"] = len(texts) / (time.perf_counter() - t)
+    results["batched_all_items_per_s"] = len(texts) / (time.perf_counter() - t)
 
     start_ray(None, 2)
     shards = [texts[i:i + args.shard_size] for i in range(0, len(texts), args.shard_size)]
@@ -74,9 +78,10 @@ def main() -> None:
     ray.shutdown()
 
     results["batched_vs_serial"] = results["batched_items_per_s"] / results["serial_items_per_s"]
-    results["one_actor_vs_serial"] = results["actors_1_items_per_s"] / results["serial_items_per_s"]
     results["two_actors_vs_one"] = results["actors_2_items_per_s"] / results["actors_1_items_per_s"]
-    print(f"ID generation, Toys, {len(texts)} items (serial: {args.serial_items}), k=10 groups, window [1,10]")
+    print(f"ID generation, Toys, k=10 groups, window [1,10], one attempt, same model, 1 thread per process. "
+          f"Baseline: one item at a time (the published code's way). batched_vs_serial: both on the same "
+          f"{args.serial_items} items; batched_all and the actors: {len(texts)} items (all of them, same for each)")
     for k, v in results.items():
         print(f"  {k:24s} {v:10.2f}")
     if args.out:
