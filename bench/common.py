@@ -31,7 +31,7 @@ def prepared(name: str, work: Path):
 def generator_dir(texts: list[str], work: Path, size: str = "mini", vocab: int = 8000) -> Path:
     """A randomly initialized generator of ``size`` with a tokenizer trained on ``texts`` (made once)."""
     from catalog.tokenizer import build_tokenizer, load_tokenizer
-    from idgen.model import build_model, model_config, save_model
+    from seq2seq.model import build_model, model_config, save_model
 
     out = work / f"generator_{size}"
     if not (out / "config.json").exists():

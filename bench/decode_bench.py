@@ -34,7 +34,7 @@ def main() -> None:
 
     from catalog.split import samples
     from catalog.tokenizer import build_tokenizer, load_tokenizer
-    from idgen.model import build_model, model_config
+    from seq2seq.model import build_model, model_config
     from recommender.decode import recommend
     from recommender.prompts import render_prompt
     from recommender.trie import PythonTrie, Trie

@@ -98,7 +98,7 @@ class Run:
         self.save()
 
     def save(self) -> None:
-        from catalog.atomic import write_json
+        from infra.atomic import write_json
 
         self.results["wall_s"] = round(time.time() - self.t0, 1)
         write_json(self.out / "gpu_run.json", self.results)
@@ -161,7 +161,7 @@ def warm_start(sz: Sizes, work: Path, device: torch.device) -> dict:
 
 def generator(work: Path, device: torch.device):
     from catalog.tokenizer import load_tokenizer
-    from idgen.model import load_model
+    from seq2seq.model import load_model
 
     model = load_model(work / "generator").to(device).eval()
     return (model.to(torch.bfloat16) if device.type == "cuda" else model), load_tokenizer(work / "generator")
@@ -255,7 +255,7 @@ def decoding(sz: Sizes, work: Path, device: torch.device) -> dict:
     from catalog.id_table import item_id_tokens
     from catalog.split import samples
     from catalog.store import read_catalog
-    from idgen.model import load_model_and_tokenizer
+    from seq2seq.model import load_model_and_tokenizer
     from recommender.decode import recommend
     from recommender.prompts import EVAL_TEMPLATE, render_prompt
     from recommender.trie import PythonTrie, Trie
@@ -322,8 +322,8 @@ def training_speed(sz: Sizes, work: Path, device: torch.device) -> dict:
     import json
 
     from catalog.tokenizer import load_tokenizer
-    from idgen.model import build_model, model_config
-    from idgen.seq2seq import seq2seq_batch
+    from seq2seq.model import build_model, model_config
+    from seq2seq.batching import seq2seq_batch
     from pretrain.data import rank_batches
     from pretrain.train import TrainConfig, train
 

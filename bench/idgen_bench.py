@@ -37,7 +37,7 @@ def main() -> None:
     from cluster.generator_actor import GeneratorActor
     from cluster.idjob import start_ray
     from idgen.algorithm1 import Algorithm1Config, State
-    from idgen.model import load_model
+    from seq2seq.model import load_model
     from idgen.proposer import Proposer
 
     torch.set_num_threads(1)  # one core, like one actor

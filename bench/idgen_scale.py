@@ -23,7 +23,7 @@ from common import SHARED_DATA
 
 def build_catalog(n: int, out: Path, seed: int = 0) -> None:
     from catalog.prepare import PrepareConfig, build_catalog as build
-    from catalog.errors import Problems
+    from infra.errors import Problems
     from catalog.store import Catalog, write_catalog
     from catalog.text import render_item
 

@@ -19,8 +19,8 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic import atomic_path
-from catalog.errors import DataError
+from infra.atomic import atomic_path
+from infra.errors import DataError
 from catalog.tokenizer import tokenizer_fingerprint
 
 log = logging.getLogger(__name__)

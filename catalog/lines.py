@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from catalog.errors import DataError, Problems
+from infra.errors import DataError, Problems
 
 
 def open_binary(path: Path):

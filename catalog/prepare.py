@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from catalog.config import config_to_dict
-from catalog.errors import DataError, Problems
+from infra.config import config_to_dict
+from infra.errors import DataError, Problems
 from catalog.raw import detect_format, read_amazon, read_yelp
 from catalog.sources import RawDataset, read_shared
 from catalog.split import skipped_users

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import DataError, Problems
+from infra.errors import DataError, Problems
 from catalog.lines import iter_lines, iter_records
 from catalog.sequences import Interaction, kcore, to_sequences
 from catalog.sources import RawDataset

@@ -6,8 +6,8 @@ import json
 import random
 from pathlib import Path
 
-from catalog.atomic import atomic_dir
-from catalog.errors import Problems
+from infra.atomic import atomic_dir
+from infra.errors import Problems
 from catalog.sources import read_shared
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"

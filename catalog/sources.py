@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import Problems
+from infra.errors import Problems
 from catalog.lines import iter_lines, iter_records
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic import atomic_dir, write_json
-from catalog.errors import DataError
+from infra.atomic import atomic_dir, write_json
+from infra.errors import DataError
 
 ITEMS_FILE, SEQUENCES_FILE, STATS_FILE = "items.parquet", "sequences.parquet", "stats.json"
 

@@ -76,7 +76,7 @@ def build_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 8000, see
     ``domains`` its text came from (``idgenrec.json``)."""
     from transformers import T5Tokenizer
 
-    from catalog.atomic import atomic_dir
+    from infra.atomic import atomic_dir
     from catalog.heldout import PROVENANCE_FILE
 
     with atomic_dir(out) as tmp:

@@ -23,8 +23,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.atomic import write_json
-from catalog.config import load_config
+from infra.atomic import write_json
+from infra.config import load_config
 from catalog.id_table import ITEM_TABLE
 from cluster.idjob import IDJobConfig, run_ids
 from eval.evaluate import EvalConfig, evaluate
@@ -92,7 +92,7 @@ def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path
 
 def _frozen_recommender(cfg: AlternateConfig, out: Path) -> Path:
     """ID-only: the initial recommender the train config names, saved once and never trained."""
-    from idgen.model import save_model
+    from seq2seq.model import save_model
 
     tcfg = _train_config(cfg)
     if tcfg.init is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from catalog.config import ConfigError
-from catalog.errors import DataError
+from infra.config import ConfigError
+from infra.errors import DataError
 from idgen.algorithm1 import IDSpaceExhausted
 from cluster import commands, demo, eval_commands, idgen_commands, train_commands
-from catalog.logs import setup_logging
+from infra.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:

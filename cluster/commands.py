@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from catalog.config import add_config_args, config_from_args
+from infra.config import add_config_args, config_from_args
 from catalog.prepare import HELP as PREPARE_HELP
 from catalog.prepare import PrepareConfig, prepare
 from catalog.tokenizer import TokenizerConfig, make_tokenizer

@@ -32,7 +32,7 @@ def _step(name: str, done: bool) -> bool:
 
 
 def run_demo(args: argparse.Namespace) -> None:
-    from catalog.atomic import write_json
+    from infra.atomic import write_json
     from cluster.idjob import IDJobConfig, run_ids
     from cluster.zeroshot import ZeroShotConfig, run_zeroshot
     from eval.evaluate import EvalConfig, evaluate

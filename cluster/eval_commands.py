@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from catalog.config import add_config_args, config_from_args
+from infra.config import add_config_args, config_from_args
 from cluster.zeroshot import HELP as ZS_HELP
 from cluster.zeroshot import ZeroShotConfig, run_zeroshot
 from eval.evaluate import HELP, EvalConfig, evaluate
@@ -31,8 +31,8 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_sasrec(args: argparse.Namespace) -> None:
-    from catalog.atomic import write_json
-    from catalog.config import config_to_dict
+    from infra.atomic import write_json
+    from infra.config import config_to_dict
     from catalog.store import read_catalog
     from eval.sasrec import SASRecConfig, train_sasrec
 

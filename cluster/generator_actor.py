@@ -15,7 +15,7 @@ class GeneratorActor:
         import torch
 
         from idgen.algorithm1 import Algorithm1Config
-        from idgen.model import load_model_and_tokenizer
+        from seq2seq.model import load_model_and_tokenizer
         from idgen.proposer import Proposer
 
         torch.set_num_threads(1)  # one CPU per actor; also keeps float sums identical whatever the actor count

@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from catalog.config import add_config_args, config_from_args
+from infra.config import add_config_args, config_from_args
 from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, run_ids
 from idgen.warmstart import WarmStartConfig, warmstart

@@ -19,11 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic import atomic_path, write_json
-from catalog.config import config_to_dict
-from catalog.errors import DataError
+from infra.atomic import atomic_path, write_json
+from infra.config import config_to_dict
+from infra.errors import DataError
 from catalog.id_table import ITEM_TABLE, USER_TABLE, Escalation, write_id_table
-from catalog.progress import progress
+from infra.progress import progress
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from idgen.algorithm1 import Algorithm1Config, Assignment, State, advance, escalation_fractions, penalty, window

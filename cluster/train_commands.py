@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from catalog.config import add_config_args, config_from_args
+from infra.config import add_config_args, config_from_args
 from cluster.alternate import HELP as ALT_HELP
 from cluster.alternate import AlternateConfig, run_alternate
 from pretrain.corpus import CorpusConfig, build_corpus

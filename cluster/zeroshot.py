@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.atomic import write_json
+from infra.atomic import write_json
 from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, gpu_share, run_ids, start_ray

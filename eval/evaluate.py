@@ -13,15 +13,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.atomic import atomic_path, write_json
-from catalog.device import resolve_device
+from infra.atomic import atomic_path, write_json
+from infra.device import resolve_device
 from catalog.id_table import item_id_tokens, user_id_texts
-from catalog.progress import progress
+from infra.progress import progress
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
 from eval.metrics import leave_one_out_metrics
-from idgen.model import load_model_and_tokenizer
+from seq2seq.model import load_model_and_tokenizer
 from recommender.decode import recommend
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.trie import Trie

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from catalog.atomic import atomic_path, write_json, write_text
+from infra.atomic import atomic_path, write_json, write_text
 
 METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 PAPER = Path(__file__).with_name("paper_results.json")

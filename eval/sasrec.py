@@ -27,8 +27,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from catalog.device import resolve_device
-from catalog.progress import progress
+from infra.device import resolve_device
+from infra.progress import progress
 from catalog.split import samples
 from eval.metrics import leave_one_out_metrics
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, MutableMapping, MutableSequence, NamedTuple
 
-from idgen.diverse_beam import DiverseBeamConfig
+from seq2seq.beam_search import DiverseBeamConfig
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from idgen.algorithm1 import Algorithm1Config, State, beam_config
-from idgen.diverse_beam import diverse_beam_search
+from seq2seq.beam_search import diverse_beam_search
 from idgen.tags import generator_input
 
 

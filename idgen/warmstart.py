@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from catalog.device import resolve_device
+from infra.device import resolve_device
 from catalog.heldout import catalog_domains, check_unseen, dataset_name, declared_heldout, domains_seen
-from catalog.progress import progress
+from infra.progress import progress
 from catalog.store import Catalog, read_catalog
 from catalog.tokenizer import load_tokenizer, require_same_tokenizer
-from idgen.diverse_beam import DiverseBeamConfig, diverse_beam_search
-from idgen.model import build_model, check_size, load_model_and_tokenizer, model_config, save_model
-from idgen.seq2seq import seq2seq_batch
+from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
+from seq2seq.model import build_model, check_size, load_model_and_tokenizer, model_config, save_model
+from seq2seq.batching import seq2seq_batch
 from idgen.tags import extract_tags, generator_input, word_overlap
 
 log = logging.getLogger(__name__)

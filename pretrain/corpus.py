@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.errors import Problems
+from infra.errors import Problems
 from catalog.prepare import PrepareConfig, build_catalog
 from catalog.heldout import check_heldout, dataset_name
 from catalog.store import Catalog, write_catalog

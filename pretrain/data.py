@@ -81,7 +81,7 @@ class Batch:
 def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_tokens: int, max_target_tokens: int,
                       group_window: int, seed: int, workers: int = 0) -> Iterator[Batch]:
     """This rank's micro-batches, length-grouped (``group_window`` > 1) and tokenized in a background thread."""
-    from idgen.seq2seq import seq2seq_batch
+    from seq2seq.batching import seq2seq_batch
 
     raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)
     if group_window > 1:
@@ -98,7 +98,7 @@ def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_
 
 def empty_batch(tokenizer, max_source_tokens: int, max_target_tokens: int) -> Batch:
     """What a rank out of samples feeds (its loss is multiplied by zero)."""
-    from idgen.seq2seq import seq2seq_batch
+    from seq2seq.batching import seq2seq_batch
 
     return Batch([], seq2seq_batch(tokenizer, [""], [""], max_source_tokens, max_target_tokens))
 

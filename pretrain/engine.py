@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from catalog.atomic import atomic_dir, write_text
+from infra.atomic import atomic_dir, write_text
 
 
 def warmup_decay_lr(step: int, lr: float, warmup: int, total: int) -> float:

@@ -85,14 +85,14 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
     """One generator phase: ``steps`` batches of training samples, recommender frozen; saves the generator."""
     import random
 
-    from catalog.device import resolve_device
+    from infra.device import resolve_device
     from catalog.heldout import catalog_domains, domains_seen
     from catalog.id_table import item_id_tokens
-    from catalog.progress import progress
+    from infra.progress import progress
     from catalog.split import samples as split_samples
     from catalog.store import read_catalog
     from catalog.tokenizer import require_same_tokenizer
-    from idgen.model import load_model_and_tokenizer, save_model
+    from seq2seq.model import load_model_and_tokenizer, save_model
     from recommender.prompts import pick_template
 
     gen, tok = load_model_and_tokenizer(generator_dir)

@@ -16,7 +16,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.atomic import atomic_dir
+from infra.atomic import atomic_dir
 from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerprint, user_id_texts
 from catalog.split import samples
 from catalog.store import read_catalog

@@ -131,7 +131,7 @@ def _skip_shm_comm_build() -> None:
 
 def export_hf(engine, tokenizer, out: Path, rank: int, extra: dict | None = None) -> None:
     """Full parameters (gathered under ZeRO-3) saved by rank 0 as safetensors + tokenizer, atomically."""
-    from idgen.model import save_model
+    from seq2seq.model import save_model
 
     gather = _null()
     if engine.zero_optimization_stage() == 3:
@@ -190,7 +190,7 @@ def initial_model(cfg: TrainConfig):
     """(model, tokenizer) to start from: the ``init`` checkpoint (its own tokenizer; a ``tokenizer`` or
     ``model_size`` also given must agree with it) or a fresh, seeded model of ``model_size`` (tiny by default)."""
     from catalog.tokenizer import load_tokenizer, require_same_tokenizer
-    from idgen.model import build_model, check_size, load_model_and_tokenizer, model_config
+    from seq2seq.model import build_model, check_size, load_model_and_tokenizer, model_config
 
     if cfg.init is None:
         tok = load_tokenizer(cfg.tokenizer)
@@ -234,8 +234,8 @@ def _share_from_rank0(obj):
 
 
 def train(cfg: TrainConfig) -> dict:
-    from catalog.atomic import write_json
-    from catalog.progress import progress
+    from infra.atomic import write_json
+    from infra.progress import progress
     from catalog.heldout import domains_seen
     from catalog.tokenizer import tokenizer_fingerprint
     from pretrain.data import empty_batch, micro_steps_per_epoch, tokenized_batches
@@ -367,7 +367,7 @@ def _barrier() -> None:
 
 def _replace(src: Path, dst: Path) -> None:
     """Copy an export folder over ``dst`` atomically."""
-    from catalog.atomic import atomic_dir
+    from infra.atomic import atomic_dir
 
     with atomic_dir(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
@@ -394,8 +394,8 @@ def _test_kill_hook(step: int, rank: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catalog.config import add_config_args, config_from_args
-    from catalog.logs import setup_logging
+    from infra.config import add_config_args, config_from_args
+    from infra.logs import setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m pretrain.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from idgen.diverse_beam import DiverseBeamConfig, diverse_beam_search
+from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
 from recommender.trie import DEAD, Trie
 
 

@@ -1,6 +1,6 @@
 """A slow, obviously correct diverse beam search: one item, plain Python lists, the whole decoder re-run each step.
 
-Same rules as idgen.diverse_beam (see its docstring); used only to check the batched version.
+Same rules as seq2seq.beam_search (see its docstring); used only to check the batched version.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import torch
 
 from cluster.alternate import AlternateConfig, run_alternate
-from idgen.model import load_model
+from seq2seq.model import load_model
 from pretrain.train import TrainConfig, initial_model
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from catalog.device import resolve_device
+from infra.device import resolve_device
 from cluster.alternate import AlternateConfig
 from cluster.idjob import IDJobConfig, gpu_share
 from cluster.zeroshot import ZeroShotConfig

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from idgen.diverse_beam import DiverseBeamConfig, diverse_beam_search
+from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
 from tests.models import tiny_t5
 from tests.reference_beam import reference_diverse_beam
 

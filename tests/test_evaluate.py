@@ -11,7 +11,7 @@ from catalog.split import samples
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from cluster.cli import main
-from idgen.model import build_model, load_model_and_tokenizer, model_config, save_model
+from seq2seq.model import build_model, load_model_and_tokenizer, model_config, save_model
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_generator_and_recommender_must_share_a_tokenizer(tiny_generator, collid
     import pytest
 
     from catalog.tokenizer import load_tokenizer
-    from idgen.model import build_model, model_config, save_model
+    from seq2seq.model import build_model, model_config, save_model
     from pretrain.id_phase import train_generator
 
     tok = load_tokenizer(other_tokenizer_dir)

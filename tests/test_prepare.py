@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import DataError
+from infra.errors import DataError
 from catalog.prepare import PrepareConfig, prepare
 from catalog.store import read_catalog
 from cluster.cli import main

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from catalog.errors import DataError
+from infra.errors import DataError
 from catalog.prepare import PrepareConfig, prepare
 
 

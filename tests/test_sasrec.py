@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from catalog.errors import Problems
+from infra.errors import Problems
 from catalog.sources import read_shared
 from eval.baselines import popularity_metrics
 from eval.sasrec import SASRec, SASRecConfig, backward_batch, right_pad, train_sasrec, training_batches

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-import idgen.seq2seq as seq2seq
-from idgen.seq2seq import CachedDecoder
+import seq2seq.decoder as decoder
+from seq2seq.decoder import CachedDecoder
 
 V = 50
 
@@ -51,7 +51,7 @@ def test_edge_log_probs_equal_dense_in_any_chunking(monkeypatch):
     rows = torch.randint(0, hidden.shape[0], (40,), generator=g).sort().values  # some rows absent, some repeated
     toks = torch.randint(0, V, (40,), generator=g)
     for chunk_rows in (1, 2, 5, 100):
-        monkeypatch.setitem(seq2seq.LOGIT_CHUNK_ELEMENTS, "cpu", chunk_rows * V)
+        monkeypatch.setitem(decoder.LOGIT_CHUNK_ELEMENTS, "cpu", chunk_rows * V)
         got = dec.edge_log_probs(hidden, rows, toks)
         assert torch.allclose(got, dense[rows, toks], atol=1e-5)
     assert dec.edge_log_probs(hidden, rows[:0], toks[:0]).shape == (0,)

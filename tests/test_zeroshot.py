@@ -6,7 +6,7 @@ import pytest
 
 from catalog.tokenizer import load_tokenizer
 from cluster.zeroshot import ZeroShotConfig, run_zeroshot
-from idgen.model import build_model, model_config, save_model
+from seq2seq.model import build_model, model_config, save_model
 from tests.conftest import write_shared
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import torch
 
-from idgen.seq2seq import CachedDecoder
+from seq2seq.decoder import CachedDecoder
 
 NEG = -1e9  # a score that marks an empty slot (finite, so sums stay finite)
 

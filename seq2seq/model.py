@@ -1,7 +1,7 @@
 """T5 seq2seq models (the ID generator, and the recommender too): built from a size or loaded from a local directory.
 
 The Hub is never contacted: a real user passes a downloaded ``t5-small`` directory. Sizes (``tiny``, ``mini``,
-``small``) are YAML files shipped inside the package (``idgen/sizes/``), so an installed wheel has them too.
+``small``) are YAML files shipped inside the package (``seq2seq/sizes/``), so an installed wheel has them too.
 A saved model directory holds the model (safetensors), its tokenizer, and ``idgenrec.json`` with the tokenizer's
 fingerprint: loading checks that the two still belong together.
 """
@@ -37,7 +37,7 @@ class ModelConfig:
 
 def model_config(name_or_path: str | Path) -> ModelConfig:
     """A size by name (``tiny``, ``mini``, ``small``) or a YAML path."""
-    from catalog.config import load_config
+    from infra.config import load_config
 
     path = Path(name_or_path)
     if not path.suffix:
@@ -118,7 +118,7 @@ def check_vocabulary(model, tokenizer, where: str) -> None:
 def save_model(model, tokenizer, out: Path | str, extra: dict | None = None) -> None:
     """Model (safetensors) + tokenizer + ``idgenrec.json`` (tokenizer fingerprint, architecture) in one directory,
     written atomically."""
-    from catalog.atomic import atomic_dir
+    from infra.atomic import atomic_dir
     from catalog.tokenizer import tokenizer_fingerprint
 
     with atomic_dir(out) as tmp:
