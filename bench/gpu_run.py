@@ -319,9 +319,8 @@ def training_speed(sz: Sizes, work: Path, device: torch.device) -> dict:
     and precision: the best plain loop a user would write (bf16 autocast and fused AdamW on a GPU, tokenizing in the
     loop, ``loss.item()`` each step) against our trainer (``pretrain.train``, engine torch), both fresh models of
     the recommender's size."""
-    import json
-
     from catalog.tokenizer import load_tokenizer
+    from eval.runs import TrainingRun
     from seq2seq.model import build_model, model_config
     from seq2seq.batching import seq2seq_batch
     from pretrain.data import rank_batches
@@ -358,7 +357,7 @@ def training_speed(sz: Sizes, work: Path, device: torch.device) -> dict:
     train(TrainConfig(shards=work / "shards", out=run, tokenizer=work / "generator", model_size=sz.recommender,
                       engine="torch", zero_stage=0, micro_batch=sz.micro_batch, lr=1e-3, warmup_steps=0, epochs=1,
                       save_every=10 ** 9, log_every=1, bf16=bf16, max_steps=warm + steps))
-    log = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    log = {r["step"]: r for r in TrainingRun(run).records()}
     a, b = log[warm], log[warm + steps]
     ours = (b["samples"] - a["samples"]) / (b["elapsed_s"] - a["elapsed_s"])
     return {"plain_transformers_samples_per_s": plain, "ours_samples_per_s": ours, "ratio": ours / plain,

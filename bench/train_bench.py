@@ -6,7 +6,6 @@ ratio, measured in one run. Shards: the train split of 1,500 real Beauty users, 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -23,12 +22,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/train_bench"))
     args = ap.parse_args()
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    from catalog.id_table import ITEM_TABLE, write_id_table
     from catalog.prepare import PrepareConfig, prepare
     from catalog.sample import write_slice
     from catalog.tokenizer import build_tokenizer
+    from eval.runs import TrainingRun
     from pretrain.launch import launch_train
     from pretrain.shards import ShardsConfig, write_shards
 
@@ -38,10 +36,7 @@ def main() -> None:
         cat = prepare(PrepareConfig(data=w / "data", out=w / "catalog", domain="Beauty"))
         ids = published_ids(cat)
         tok = build_tokenizer(cat.texts + ids, w / "tokenizer", vocab_size=8000)
-        (w / "ids").mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"item_id": cat.item_ids, "id": ids,
-                                 "token_ids": tok(ids, add_special_tokens=False)["input_ids"]}),
-                       w / "ids" / "item_ids.parquet")
+        write_id_table(w / "ids" / ITEM_TABLE, {"item_id": cat.item_ids}, ids, tok)
         write_shards(ShardsConfig(catalog=[w / "catalog"], ids=[w / "ids"], out=w / "shards", samples_per_shard=500))
     results = {}
     for procs in (1, 2):
@@ -51,7 +46,7 @@ def main() -> None:
         launch_train(procs, ["--shards", w / "shards", "--out", out, "--tokenizer", w / "tokenizer", "--model-size",
                              args.model_size, "--micro-batch", args.micro_batch, "--zero-stage", args.zero_stage,
                              "--log-every", 5, "--save-every", 100000], check=True, capture_output=True)
-        log = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        log = TrainingRun(out).records()
         results[f"ranks_{procs}_samples_per_s"] = log[-1]["samples_per_s"]
         results[f"ranks_{procs}_wall_s"] = time.time() - t
     results["two_ranks_vs_one"] = results["ranks_2_samples_per_s"] / results["ranks_1_samples_per_s"]

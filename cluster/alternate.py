@@ -18,7 +18,6 @@ three modes give a Table-5-like comparison from one command each. Every step wri
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from infra.config import load_config
 from catalog.id_table import ITEM_TABLE
 from cluster.idjob import IDJobConfig, run_ids
 from eval.evaluate import EvalConfig, evaluate
+from eval.runs import TrainingRun, read_eval
 from pretrain.id_phase import train_generator
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
@@ -78,7 +78,8 @@ def _train_config(cfg: AlternateConfig) -> TrainConfig:
 
 def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> dict:
     """The recommender phase (skipped when its summary exists); its summary (best epoch on valid, test there)."""
-    if not (out / "summary.json").exists():
+    run = TrainingRun(out)
+    if not run.done():
         args = ["--shards", shards, "--out", out, "--valid-catalog", cfg.catalog, "--valid-ids", ids]
         if cfg.train_config:
             args += ["--config", cfg.train_config]
@@ -87,7 +88,7 @@ def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path
         elif _train_config(cfg).init is None:
             args += ["--tokenizer", cfg.generator]  # a fresh recommender speaks the generator's vocabulary
         launch_train(cfg.procs, args, check=True)
-    return json.loads((out / "summary.json").read_text())
+    return run.summary()
 
 
 def _frozen_recommender(cfg: AlternateConfig, out: Path) -> Path:
@@ -108,8 +109,7 @@ def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
     """Validation and test metrics of a recommender with a set of IDs (cached in ``out``)."""
     result = {}
     for split in ("valid", "test"):
-        cached = out / f"metrics_{split}.json"
-        m = json.loads(cached.read_text()) if cached.exists() else evaluate(EvalConfig(
+        m = read_eval(out, split) or evaluate(EvalConfig(
             model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
             device=cfg.device))
         result[split] = {k: m[k] for k in METRICS}
@@ -151,7 +151,7 @@ def run_alternate(cfg: AlternateConfig) -> dict:
                 write_shards(ShardsConfig(catalog=[cfg.catalog], ids=[ids_dir], out=shards, user_ids=cfg.user_ids,
                                           samples_per_shard=cfg.samples_per_shard, seed=cfg.seed + r))
             summary = _train_recommender(cfg, shards, ids_dir, rec, rdir / "recommender")
-            rec = rdir / "recommender" / "best"
+            rec = TrainingRun(rdir / "recommender").best
             best = summary["best"]["epoch"]
             record |= {"valid": next(h["valid"] for h in summary["history"] if h["epoch"] == best),
                        "test": summary["test_at_best"], "best_epoch": best}

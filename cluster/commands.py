@@ -1,4 +1,4 @@
-"""The catalog subcommands of ``idgenrec``: prepare, tokenizer, sample, stats."""
+"""The catalog subcommands of ``idgenrec``: prepare, corpus, tokenizer, sample, stats."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from infra.config import add_config_args, config_from_args
+from catalog.corpus import CorpusConfig, build_corpus
 from catalog.prepare import HELP as PREPARE_HELP
 from catalog.prepare import PrepareConfig, prepare
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
@@ -38,6 +39,15 @@ def run_tokenizer(args: argparse.Namespace) -> None:
     tok = make_tokenizer(cfg)
     example = "title: chi pro hair dryer diffuser"
     print(f"tokenizer: vocab {len(tok)}; {example!r} -> {tok.tokenize(example)[:12]}")
+
+
+def run_corpus(args: argparse.Namespace) -> None:
+    cat = build_corpus(config_from_args(CorpusConfig, args))
+    for name, d in cat.stats["domains"].items():
+        print(f"  {name}: users {d['users']:,} (of {d['users_before_cap']:,})  items {d['items']:,}  "
+              f"interactions {d['interactions']:,}")
+    print(f"corpus: users {cat.stats['users']:,}  items {cat.stats['items']:,}  "
+          f"interactions {cat.stats['interactions']:,}")
 
 
 def run_sample(args: argparse.Namespace) -> None:
@@ -83,3 +93,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("catalog", nargs="+", type=Path)
     p.add_argument("--json", action="store_true", help="print the whole stats.json")
     p.set_defaults(func=run_stats)
+
+    p = sub.add_parser("corpus", help="merge datasets into one multi-domain catalog for foundation pretraining",
+                       description="Merge dataset folders into one catalog with domain-qualified item and user ids, "
+                       "capping users per domain with the seed; held-out datasets (--heldout) are checked never to "
+                       "overlap the pretraining ones.")
+    add_config_args(p, CorpusConfig, {"data": "pretraining dataset folders", "out": "catalog directory to write",
+                                      "heldout": "datasets kept for zero-shot evaluation (checked, not merged)",
+                                      "max_users_per_domain": "user cap per domain (paper: 30,000)"})
+    p.set_defaults(func=run_corpus)

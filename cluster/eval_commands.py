@@ -31,7 +31,7 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_sasrec(args: argparse.Namespace) -> None:
-    from infra.atomic import write_json
+    from eval.runs import write_sasrec
     from infra.config import config_to_dict
     from catalog.store import read_catalog
     from eval.sasrec import SASRecConfig, train_sasrec
@@ -42,7 +42,7 @@ def run_sasrec(args: argparse.Namespace) -> None:
     cat = read_catalog(cfg.catalog)
     r = train_sasrec(cat.sequences, cat.item_ids, cfg)
     r = {"dataset": cat.stats.get("domain") or cfg.catalog.name, **r, "config": config_to_dict(cfg)}
-    write_json(cfg.out / "sasrec.json", r)
+    write_sasrec(cfg.out, r)
     t = r["test"]
     print(f"SASRec {r['dataset']}: test HR@5 {t['HR@5']:.4f} HR@10 {t['HR@10']:.4f} NDCG@5 {t['NDCG@5']:.4f} "
           f"NDCG@10 {t['NDCG@10']:.4f} (best epoch {r['best_epoch']} of {r['epochs_run']} on validation NDCG@10"

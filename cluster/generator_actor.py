@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import ray
 
@@ -24,16 +23,7 @@ class GeneratorActor:
         self.proposer = Proposer(model, tok, Algorithm1Config(**algorithm1), batch_size, max_source_tokens, device)
 
     def propose(self, shard: int, texts: list[str], states: list[tuple[int, int]]) -> list[list[str]]:
-        _test_crash_hook(shard)
         return self.proposer.propose(texts, states)
 
     def peak_memory_mb(self) -> float:
         return peak_rss_mb()
-
-
-def _test_crash_hook(shard: int) -> None:
-    """For the resume test only: die (once, marked by a file) while working on a given shard."""
-    at, marker = os.environ.get("IDGENREC_TEST_KILL_ACTOR_AT_SHARD"), os.environ.get("IDGENREC_TEST_KILL_MARKER")
-    if at is not None and marker and int(at) == shard and not Path(marker).exists():
-        Path(marker).write_text("killed")
-        os._exit(1)

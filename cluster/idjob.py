@@ -145,8 +145,6 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
     if latest:
         log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
                  sum(i is not None for i in st.ids), len(texts))
-    exit_after = int(os.environ.get("IDGENREC_TEST_EXIT_AFTER_SHARDS", "-1"))  # resume test: simulate a crash
-    shards_done = 0
     # The registry starts from the finished rounds; after that its claims keep it equal to the assigned IDs.
     ray.get(registry.reset.remote([x for x in st.ids if x is not None]))
     while True:
@@ -177,9 +175,6 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
             failed_all += failed
             claimed_n += len(claimed)
             bar.update(len(by_shard[j]))
-            shards_done += 1
-            if shards_done == exit_after:
-                raise SystemExit(f"test hook: stopping after {exit_after} shards")
         bar.close()
         for i in pending:
             st.attempts[i] += 1
@@ -205,8 +200,6 @@ def start_ray(address: str | None, actors: int) -> bool:
     Returns whether this call started Ray (then the job shuts it down at the end)."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
@@ -215,12 +208,6 @@ def start_ray(address: str | None, actors: int) -> bool:
     else:
         ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     return True
-
-
-def _actor_options() -> dict:
-    """Pass the test hooks (IDGENREC_TEST_*) on to the actors' processes."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("IDGENREC_TEST_")}
-    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def gpu_share(device: str, cluster_gpus: float, workers: int, per_worker: float | None = None) -> tuple[float, str]:
@@ -266,7 +253,7 @@ def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: fl
 
     gpus, device = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), cfg.actors, cfg.gpus_per_actor)
     log.info("%d generator actors on %s%s", cfg.actors, device, f" ({gpus:g} GPU each)" if gpus else "")
-    actors = [GeneratorActor.options(num_gpus=gpus, **_actor_options()).remote(
+    actors = [GeneratorActor.options(num_gpus=gpus).remote(
         str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens, device)
         for _ in range(cfg.actors)]
     registry = Registry.remote()

@@ -7,7 +7,6 @@ import argparse
 from infra.config import add_config_args, config_from_args
 from cluster.alternate import HELP as ALT_HELP
 from cluster.alternate import AlternateConfig, run_alternate
-from pretrain.corpus import CorpusConfig, build_corpus
 from pretrain.shards import ShardsConfig, write_shards
 
 
@@ -15,15 +14,6 @@ def run_shards(args: argparse.Namespace) -> None:
     m = write_shards(config_from_args(ShardsConfig, args))
     print(f"shards: {m['samples']} samples in {len(m['shards'])} shards; per domain {m['per_domain']}; "
           f"config {m['config_hash']}")
-
-
-def run_corpus(args: argparse.Namespace) -> None:
-    cat = build_corpus(config_from_args(CorpusConfig, args))
-    for name, d in cat.stats["domains"].items():
-        print(f"  {name}: users {d['users']:,} (of {d['users_before_cap']:,})  items {d['items']:,}  "
-              f"interactions {d['interactions']:,}")
-    print(f"corpus: users {cat.stats['users']:,}  items {cat.stats['items']:,}  "
-          f"interactions {cat.stats['interactions']:,}")
 
 
 def run_alternate_command(args: argparse.Namespace) -> None:
@@ -53,11 +43,3 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Reruns continue where they stopped.")
     add_config_args(p, AlternateConfig, ALT_HELP)
     p.set_defaults(func=run_alternate_command)
-    p = sub.add_parser("corpus", help="merge datasets into one multi-domain catalog for foundation pretraining",
-                       description="Merge dataset folders into one catalog with domain-qualified item and user ids, "
-                       "capping users per domain with the seed; held-out datasets (--heldout) are checked never to "
-                       "overlap the pretraining ones.")
-    add_config_args(p, CorpusConfig, {"data": "pretraining dataset folders", "out": "catalog directory to write",
-                                      "heldout": "datasets kept for zero-shot evaluation (checked, not merged)",
-                                      "max_users_per_domain": "user cap per domain (paper: 30,000)"})
-    p.set_defaults(func=run_corpus)

@@ -7,7 +7,6 @@ datasets and resumes unfinished ID jobs.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, gpu_share, run_ids, start_ray
 from eval.evaluate import EvalConfig, evaluate
+from eval.runs import read_eval, write_eval
 
 log = logging.getLogger("idgenrec.zeroshot")
 
@@ -46,9 +46,10 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
     """One held-out dataset, each step cached."""
     name = Path(data).resolve().name
     d = Path(cfg.out) / name
-    if (d / "metrics_test.json").exists():
+    done = read_eval(d, "test")
+    if done is not None and done.get("zero_shot"):
         log.info("%s: done already", name)
-        return json.loads((d / "metrics_test.json").read_text())
+        return done
     if not (d / "catalog" / "stats.json").exists():
         prepare(PrepareConfig(data=Path(data), out=d / "catalog", domain=name))
     if not (d / "ids" / "item_ids.parquet").exists():
@@ -58,7 +59,7 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
                                   beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
                                   device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
-    write_json(d / "metrics_test.json", metrics)
+    write_eval(d, "test", metrics)
     return metrics
 
 

@@ -10,10 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from infra.atomic import atomic_path, write_json
 from infra.device import resolve_device
 from catalog.id_table import item_id_tokens, user_id_texts
 from infra.progress import progress
@@ -21,6 +18,7 @@ from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
 from eval.metrics import leave_one_out_metrics
+from eval.runs import write_eval
 from seq2seq.model import load_model_and_tokenizer
 from recommender.decode import recommend
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
@@ -96,11 +94,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
                "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),
                "model": str(cfg.model)}
-    out = Path(cfg.out)
-    write_json(out / f"metrics_{cfg.split}.json", metrics)
-    with atomic_path(out / f"topk_{cfg.split}.parquet") as tmp:
-        pq.write_table(pa.table({"user_id": [cat.users[s.user] for s in todo], "target": targets,
-                                 "topk": ranked, "scores": scores}), tmp)
+    write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
+                                             "topk": ranked, "scores": scores})
     log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f)",
              cfg.split, metrics["HR@5"], metrics["HR@10"], metrics["NDCG@5"], metrics["NDCG@10"],
              metrics["users"], metrics["popularity"]["HR@10"])

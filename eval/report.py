@@ -1,7 +1,7 @@
 """``idgenrec report``: tables, JSON and plots from run folders, with the protocol stated.
 
-Reads, under each run folder: ``metrics_test.json`` (idgenrec eval / zeroshot: ours and the popularity baseline),
-``sasrec.json`` (idgenrec sasrec), ``metrics.jsonl`` (trainer loss curve). The paper's published figures, kept as
+Reads, under each run folder (layout in eval.runs): evaluations' test metrics (idgenrec eval / zeroshot: ours and
+the popularity baseline), SASRec results, trainer loss curves. The paper's published figures, kept as
 cited reference data in ``eval/paper_results.json``, are shown beside ours where they exist.
 """
 from __future__ import annotations
@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eval.runs import SASREC_FILE, TrainingRun, find, metrics_path
 from infra.atomic import atomic_path, write_json, write_text
 
 METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 PAPER = Path(__file__).with_name("paper_results.json")
 
 
-def _dataset(metrics_file: Path, m: dict) -> str:
+def _dataset(folder: Path, m: dict) -> str:
     stats = Path(m.get("catalog", "")) / "stats.json"
     if stats.exists():
-        return json.loads(stats.read_text()).get("domain") or metrics_file.parent.name
-    return metrics_file.parent.name
+        return json.loads(stats.read_text()).get("domain") or folder.name
+    return folder.name
 
 
 def convergence_note(best_epoch: int | None, epochs_run: int | None) -> str:
@@ -31,15 +32,9 @@ def convergence_note(best_epoch: int | None, epochs_run: int | None) -> str:
 
 
 def _training_note(model_dir: str | None) -> str:
-    """The note for a model exported by our trainer (``<run>/best``, with ``<run>/summary.json`` beside it)."""
-    summary = Path(model_dir or "").parent / "summary.json"
-    if not model_dir or not summary.is_file():
-        return ""
-    s = json.loads(summary.read_text())
-    epochs = [h["epoch"] for h in s.get("history", [])]
-    if not s.get("best") or not epochs or "NDCG@10" not in s["best"]:
-        return ""  # no validation selection: nothing to say about convergence
-    return convergence_note(s["best"]["epoch"], max(epochs) + 1)
+    """The note for a model exported by our trainer (``<run>/best``): none without validation selection."""
+    selected = TrainingRun(Path(model_dir).parent).best_epoch_note() if model_dir else None
+    return convergence_note(*selected) if selected else ""
 
 
 def collect(run_dirs: list[Path]) -> dict:
@@ -47,23 +42,20 @@ def collect(run_dirs: list[Path]) -> dict:
     rows: dict[str, dict[str, dict]] = {}
     curves: dict[str, list[tuple[int, float]]] = {}
     for run in run_dirs:
-        for f in sorted(Path(run).rglob("metrics_test.json")):
-            m = json.loads(f.read_text())
-            ds = _dataset(f, m)
+        for folder, m in find(run, "test"):
+            ds = _dataset(folder, m)
             label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
             rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {
-                "users": m["users"], "file": str(f), "note": _training_note(m.get("model"))}
+                "users": m["users"], "file": str(metrics_path(folder, "test")), "note": _training_note(m.get("model"))}
             if m.get("popularity"):
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
-        for f in sorted(Path(run).rglob("sasrec.json")):
-            s = json.loads(f.read_text())
+        for folder, s in find(run, "sasrec"):
             rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
-                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(f),
+                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(folder / SASREC_FILE),
                                                      "best_epoch": s.get("best_epoch"),
                                                      "note": convergence_note(s.get("best_epoch"), s.get("epochs_run"))})
-        for f in sorted(Path(run).rglob("metrics.jsonl")):
-            pts = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
-            curves[str(f.parent)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
+        for folder, pts in find(run, "training_log"):
+            curves[str(folder)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
     paper = json.loads(PAPER.read_text())
     for ds, methods in paper.get("metrics", {}).items():
         if ds in rows:

@@ -19,17 +19,7 @@ import torch
 
 T = TypeVar("T")
 
-from pretrain.shards import read_manifest
-
-
-def shard_urls(shards_dir: Path) -> list[str]:
-    return [str(Path(shards_dir) / s["name"]) for s in read_manifest(shards_dir)["shards"]]
-
-
-def rank_sample_counts(shards_dir: Path, world: int) -> list[int]:
-    """Samples each rank reads (ranks take shards rank, rank + world, ...: WebDataset's split_by_node)."""
-    counts = [s["samples"] for s in read_manifest(shards_dir)["shards"]]
-    return [sum(counts[r::world]) for r in range(world)]
+from pretrain.shards import rank_sample_counts, rank_samples
 
 
 def micro_steps_per_epoch(shards_dir: Path, world: int, micro_batch: int, grad_accum: int) -> int:
@@ -40,15 +30,8 @@ def micro_steps_per_epoch(shards_dir: Path, world: int, micro_batch: int, grad_a
 
 def rank_batches(shards_dir: Path, micro_batch: int, workers: int = 0) -> Iterator[list[dict]]:
     """This rank's samples in shard order, in lists of ``micro_batch`` (the last may be shorter)."""
-    import webdataset as wds
-
-    ds = (wds.WebDataset(shard_urls(shards_dir), nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker,
-                         shardshuffle=False, empty_check=False)
-          .decode()
-          .map(lambda s: {"key": s["__key__"], "src": s["src.txt"], "tgt": s["tgt.txt"], "meta": s["meta.json"]}))
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
     batch: list[dict] = []
-    for sample in loader:
+    for sample in rank_samples(shards_dir, workers):
         batch.append(sample)
         if len(batch) == micro_batch:
             yield batch

@@ -15,6 +15,7 @@ import random
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from infra.atomic import atomic_dir
 from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerprint, user_id_texts
@@ -97,6 +98,29 @@ def write_shards(cfg: ShardsConfig) -> dict:
                 manifest["per_domain"][d] = manifest["per_domain"].get(d, 0) + c
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def shard_urls(shards_dir: Path | str) -> list[str]:
+    return [str(Path(shards_dir) / s["name"]) for s in read_manifest(shards_dir)["shards"]]
+
+
+def rank_sample_counts(shards_dir: Path | str, world: int) -> list[int]:
+    """Samples each rank reads (ranks take shards rank, rank + world, ...: WebDataset's split_by_node)."""
+    counts = [s["samples"] for s in read_manifest(shards_dir)["shards"]]
+    return [sum(counts[r::world]) for r in range(world)]
+
+
+def rank_samples(shards_dir: Path | str, workers: int = 0) -> Iterator[dict]:
+    """This process's samples (``key``, ``src``, ``tgt``, ``meta``) in shard order: WebDataset splits the shards by
+    node (rank, from RANK/WORLD_SIZE) and by loader worker, so each sample is read once per epoch across them."""
+    import torch
+    import webdataset as wds
+
+    ds = (wds.WebDataset(shard_urls(shards_dir), nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker,
+                         shardshuffle=False, empty_check=False)
+          .decode()
+          .map(lambda s: {"key": s["__key__"], "src": s["src.txt"], "tgt": s["tgt.txt"], "meta": s["meta.json"]}))
+    yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
 
 
 def read_manifest(shards_dir: Path | str) -> dict:

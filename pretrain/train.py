@@ -234,7 +234,7 @@ def _share_from_rank0(obj):
 
 
 def train(cfg: TrainConfig) -> dict:
-    from infra.atomic import write_json
+    from eval.runs import TrainingRun
     from infra.progress import progress
     from catalog.heldout import domains_seen
     from catalog.tokenizer import tokenizer_fingerprint
@@ -247,6 +247,7 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("time_budget_s needs engine torch (ranks would have to agree on when to stop)")
     world = _init_processes(cfg)
     out = Path(cfg.out)
+    run = TrainingRun(out)
     model, tok = initial_model(cfg)
     check_lineage(cfg)
     fingerprint = tokenizer_fingerprint(tok)
@@ -255,7 +256,7 @@ def train(cfg: TrainConfig) -> dict:
     total_steps = micro_per_epoch * cfg.epochs // cfg.grad_accum
     engine, rank, world = _start_engine(cfg, model, total_steps)
     device = engine.device
-    ckpt = out / "checkpoints"
+    ckpt = run.checkpoints
     state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "stopped_early": None}
     if (ckpt / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt))
@@ -272,7 +273,6 @@ def train(cfg: TrainConfig) -> dict:
         engine.save_checkpoint(str(ckpt), tag=tag,
                                client_state={"idgenrec": {**state, "tokenizer_fingerprint": fingerprint}})
 
-    metrics_log = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     empty = empty_batch(tok, cfg.max_source_tokens, cfg.max_target_tokens)
@@ -311,10 +311,8 @@ def train(cfg: TrainConfig) -> dict:
                     rec = {"epoch": epoch, "step": step, "loss": torch.stack(recent).float().mean().item(),
                            "lr": engine.get_lr()[0], "samples_per_s": seen * world / max(elapsed, 1e-9),
                            "samples": seen * world, "elapsed_s": elapsed}
-                    with open(metrics_log, "a") as fh:
-                        fh.write(json.dumps(rec) + "\n")
+                    run.log(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
-                _test_kill_hook(step, rank)
                 if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
                     save_checkpoint(f"step{step:08d}")
                 if cfg.time_budget_s and time.time() - t_start > cfg.time_budget_s:
@@ -326,7 +324,7 @@ def train(cfg: TrainConfig) -> dict:
                              epoch, state["micro_step"])
                     break
         bar.close()
-        export = out / f"epoch{epoch:03d}"
+        export = run.export(epoch)
         export_hf(engine, tok, export, rank, {"domains_seen": sorted(domains)})
         state["epoch"], state["micro_step"] = epoch + 1, 0
         if rank == 0:
@@ -338,9 +336,9 @@ def train(cfg: TrainConfig) -> dict:
                 key = record["valid"]["NDCG@10"]
                 if state["best"] is None or key > state["best"]["NDCG@10"]:
                     state["best"] = {"epoch": epoch, "NDCG@10": key}
-                    _replace(export, out / "best")
+                    _replace(export, run.best)
             else:
-                _replace(export, out / "best")
+                _replace(export, run.best)
                 state["best"] = {"epoch": epoch}
             state["history"].append(record)
             log.info("epoch %d done: %s", epoch, json.dumps(record))
@@ -348,12 +346,12 @@ def train(cfg: TrainConfig) -> dict:
         save_checkpoint(f"epoch{epoch:03d}")
     last = state["history"][-1]["epoch"] if state["history"] else cfg.epochs - 1
     summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "engine": cfg.engine,
-               "best": state["best"], "history": state["history"], "final": str(out / f"epoch{last:03d}"),
+               "best": state["best"], "history": state["history"], "final": str(run.export(last)),
                "stopped_early": state["stopped_early"]}
     if rank == 0:
-        if cfg.valid_catalog is not None and (out / "best").exists():
-            summary["test_at_best"] = _evaluate(out / "best", cfg, "test")
-        write_json(out / "summary.json", summary)
+        if cfg.valid_catalog is not None and run.best.exists():
+            summary["test_at_best"] = _evaluate(run.best, cfg, "test")
+        run.write_summary(summary)
     _barrier()
     return summary
 
@@ -384,13 +382,6 @@ def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", 20),
                             device="auto"))
     return {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}
-
-
-def _test_kill_hook(step: int, rank: int) -> None:
-    """For the resume test only: rank 0 SIGKILLs itself right after optimizer step N."""
-    at = os.environ.get("IDGENREC_TEST_KILL_AT_STEP")
-    if at is not None and rank == 0 and step == int(at):
-        os.kill(os.getpid(), 9)
 
 
 def main(argv: list[str] | None = None) -> int:

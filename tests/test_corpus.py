@@ -2,7 +2,7 @@ import pytest
 
 from catalog.store import read_catalog
 from catalog.heldout import check_heldout
-from pretrain.corpus import CorpusConfig, build_corpus
+from catalog.corpus import CorpusConfig, build_corpus
 from tests.conftest import write_shared
 
 

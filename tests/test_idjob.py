@@ -1,6 +1,8 @@
 """The Ray ID job, for real: local Ray, 1 and 2 actors, a killed actor, a crashed driver, and `ray job submit`."""
 import json
 import os
+import signal
+import threading
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ import pytest
 
 from catalog.id_table import read_id_table
 from cluster.idjob import IDJobConfig, run_ids
+from tests.crash import kill_when, pids_named
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,20 +48,39 @@ def test_two_actors_give_the_same_table(reference_table, tiny_generator, collide
     assert read_id_table(tmp_path / "two" / "user_ids.parquet") == reference_table[1]
 
 
-def test_killed_actor_and_crashed_driver_resume_to_the_same_table(reference_table, tiny_generator, collide_catalog,
-                                                                  tmp_path, monkeypatch):
-    out = tmp_path / "resumed"
-    # an actor process dies (os._exit) while working on shard 3: Ray restarts it and retries the shard
-    monkeypatch.setenv("IDGENREC_TEST_KILL_ACTOR_AT_SHARD", "3")
-    monkeypatch.setenv("IDGENREC_TEST_KILL_MARKER", str(tmp_path / "killed"))
-    # and the driver itself stops after 7 shards: the job dies
-    monkeypatch.setenv("IDGENREC_TEST_EXIT_AFTER_SHARDS", "7")
-    with pytest.raises(SystemExit):
-        run_ids(_cfg(collide_catalog, tiny_generator, out, actors=2, user_ids=True))
-    assert (tmp_path / "killed").exists() and not (out / "item_ids.parquet").exists()
-    saved = list((out / "work" / "items").glob("proposals_r*/shard_*.json"))
-    assert len(saved) >= 6
-    monkeypatch.delenv("IDGENREC_TEST_EXIT_AFTER_SHARDS")
+def _saved_shards(out) -> int:
+    return len(list((out / "work").glob("*/proposals_r*/shard_*.json")))
+
+
+def test_killed_actor_is_restarted_and_the_table_is_the_same(reference_table, tiny_generator, collide_catalog,
+                                                             tmp_path):
+    """kill -9 of a generator actor's process while the job runs: Ray restarts it, the shard is retried."""
+    out = tmp_path / "actor_killed"
+    done: dict = {}
+    job = threading.Thread(target=lambda: done.update(summary=run_ids(
+        _cfg(collide_catalog, tiny_generator, out, actors=2, user_ids=True))))
+    job.start()
+    deadline = time.time() + 300
+    while not (_saved_shards(out) and pids_named("ray::GeneratorActor")) and time.time() < deadline:
+        time.sleep(0.01)
+    victims = pids_named("ray::GeneratorActor")
+    assert victims and job.is_alive(), "the job ended before an actor could be killed"
+    os.kill(victims[0], signal.SIGKILL)
+    job.join(600)
+    assert "summary" in done
+    assert read_id_table(out / "item_ids.parquet") == reference_table[0]
+    assert read_id_table(out / "user_ids.parquet") == reference_table[1]
+
+
+def test_crashed_driver_resumes_to_the_same_table(reference_table, tiny_generator, collide_catalog, tmp_path):
+    """The job's whole process group (driver, its local Ray, the actors) is SIGKILLed after 7 shards are saved; the
+    same job run again continues from the saved shards and rounds and ends with the same table."""
+    out = tmp_path / "driver_killed"
+    cmd = [sys.executable, "-m", "cluster.cli", "ids", "--catalog", collide_catalog, "--model", tiny_generator,
+           "--out", out, "--actors", "2", "--shard-size", "8", "--batch-size", "8", "--groups", "4", "--user-ids",
+           "--device", "cpu"]
+    assert kill_when(cmd, lambda: _saved_shards(out) >= 7, env=dict(os.environ)) == -9
+    assert not (out / "user_ids.parquet").exists()
     run_ids(_cfg(collide_catalog, tiny_generator, out, actors=2, user_ids=True))  # resubmit
     assert read_id_table(out / "item_ids.parquet") == reference_table[0]
     assert read_id_table(out / "user_ids.parquet") == reference_table[1]

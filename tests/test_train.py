@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 
 from cluster.cli import main as idgenrec
 from pretrain.data import length_grouped, prefetch
-from pretrain.launch import launch_train
+from pretrain.launch import launch_train, train_command
 from pretrain.shards import read_manifest
+from tests.crash import kill_when
 
 
 
@@ -25,11 +26,29 @@ def shards(collide_catalog, word_ids, tmp_path_factory):
     return out
 
 
-def _launch(shards, tok, out, *extra, procs=2, env=None):
-    return launch_train(procs, ["--shards", shards, "--out", out, "--tokenizer", tok, "--micro-batch", 4,
-                                "--log-every", 1, *extra],
-                        launcher_args=["--master_port", 29500 + os.getpid() % 1000], capture_output=True, text=True,
-                        timeout=600, env={**os.environ, **(env or {})})
+def _launch_args(shards, tok, out, *extra) -> list:
+    return ["--shards", shards, "--out", out, "--tokenizer", tok, "--micro-batch", 4, "--log-every", 1, *extra]
+
+
+PORT = ["--master_port", 29500 + os.getpid() % 1000]
+
+
+def _launch(shards, tok, out, *extra, procs=2):
+    return launch_train(procs, _launch_args(shards, tok, out, *extra), launcher_args=PORT, capture_output=True,
+                        text=True, timeout=600)
+
+
+def _latest(run) -> str:
+    """The tag of the newest complete checkpoint (``checkpoints/latest``: stepNNNNNNNN or epochNNN), '' before one."""
+    try:
+        return (run / "checkpoints" / "latest").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _past_step(run, step: int) -> bool:
+    tag = _latest(run)
+    return tag.startswith("step") and int(tag[4:]) >= step
 
 
 def test_shards_manifest_and_determinism(shards, collide_catalog, word_ids, tmp_path):
@@ -62,18 +81,21 @@ def test_two_ranks_each_sample_once_per_epoch(shards, sample_tokenizer_dir, tmp_
 
 
 def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
-    args = ("--zero-stage", "1", "--epochs", "2", "--save-every", "2", "--micro-batch", "2")
+    """The launcher and both ranks are SIGKILLed (from outside, as a crash) after the checkpoint of step 20 (epoch 1
+    of 3, 15 steps each); the same command resumes from the newest checkpoint and ends with the same parameters."""
+    args = ("--zero-stage", "1", "--epochs", "3", "--save-every", "2", "--micro-batch", "2")
     full = _launch(shards, sample_tokenizer_dir, tmp_path / "full", *args)
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _launch(shards, sample_tokenizer_dir, tmp_path / "resumed", *args,
-                     env={"IDGENREC_TEST_KILL_AT_STEP": "21"})  # epoch 1, between checkpoints
-    assert killed.returncode != 0
-    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step00000020"
-    resumed = _launch(shards, sample_tokenizer_dir, tmp_path / "resumed", *args)
+    run = tmp_path / "resumed"
+    cmd = train_command(2, _launch_args(shards, sample_tokenizer_dir, run, *args), PORT)
+    assert kill_when(cmd, lambda: _past_step(run, 20)) == -9
+    at = _latest(run)
+    assert at and not (run / "summary.json").exists()  # killed mid-run
+    resumed = _launch(shards, sample_tokenizer_dir, run, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from step00000020" in resumed.stdout + resumed.stderr
-    a = load_file(str(tmp_path / "full" / "epoch001" / "model.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "epoch001" / "model.safetensors"))
+    assert f"resumed from {at}" in resumed.stdout + resumed.stderr
+    a = load_file(str(tmp_path / "full" / "epoch002" / "model.safetensors"))
+    b = load_file(str(run / "epoch002" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
@@ -92,28 +114,34 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
 NO_DEEPSPEED = "import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; sys.exit(main())"
 
 
-def _torch_engine(shards, tok, out, *extra, env=None):
+ONE_PROCESS_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+
+
+def _torch_engine_cmd(shards, tok, out, *extra) -> list:
     """The one-process engine, in a Python where DeepSpeed and Ray cannot be imported (as on the GPU machine)."""
-    base = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return subprocess.run([sys.executable, "-c", NO_DEEPSPEED, "--engine", "torch", "--zero-stage", "0",
-                           "--shards", str(shards), "--out", str(out), "--tokenizer", str(tok), "--micro-batch", "2",
-                           "--log-every", "1", *extra], capture_output=True, text=True, timeout=600,
-                          env={**base, **(env or {})})
+    return [sys.executable, "-c", NO_DEEPSPEED, "--engine", "torch", "--zero-stage", "0", "--shards", str(shards),
+            "--out", str(out), "--tokenizer", str(tok), "--micro-batch", "2", "--log-every", "1", *extra]
+
+
+def _torch_engine(shards, tok, out, *extra):
+    return subprocess.run(_torch_engine_cmd(shards, tok, out, *extra), capture_output=True, text=True, timeout=600,
+                          env=ONE_PROCESS_ENV)
 
 
 def test_torch_engine_kill_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
-    args = ("--epochs", "2", "--save-every", "4", "--grad-accum", "2")
+    args = ("--epochs", "3", "--save-every", "4", "--grad-accum", "2")  # 15 optimizer steps an epoch
     full = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "full", *args)
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "resumed", *args,
-                           env={"IDGENREC_TEST_KILL_AT_STEP": "22"})  # epoch 1 (15 steps each), after step 20
-    assert killed.returncode != 0
-    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step00000020"
-    resumed = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "resumed", *args)
+    run = tmp_path / "resumed"
+    cmd = _torch_engine_cmd(shards, sample_tokenizer_dir, run, *args)
+    assert kill_when(cmd, lambda: _past_step(run, 20), env=ONE_PROCESS_ENV) == -9
+    at = _latest(run)
+    assert at and not (run / "summary.json").exists()  # killed mid-run
+    resumed = _torch_engine(shards, sample_tokenizer_dir, run, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from step00000020" in resumed.stderr
-    a = load_file(str(tmp_path / "full" / "epoch001" / "model.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "epoch001" / "model.safetensors"))
+    assert f"resumed from {at}" in resumed.stderr
+    a = load_file(str(tmp_path / "full" / "epoch002" / "model.safetensors"))
+    b = load_file(str(run / "epoch002" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"]
