@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +76,35 @@ def stock_rankings(sequences, users: int, beams: int, tokens: list[list[int]], e
             items.append(lookup.get(tuple(s[: s.index(eos)] if eos in s else s), -2))
         ranked.append(items)
     return ranked
+
+
+class Phases:
+    """A benchmark's results so far, rewritten to ``path`` (JSON) after each phase, so a run cut off by a time limit
+    still reports; a failed phase is recorded with its traceback, not fatal."""
+
+    def __init__(self, path: Path, device=None):
+        self.path, self.device, self.results, self.t0 = path, device, {"phases": {}, "errors": {}}, time.time()
+
+    def phase(self, name: str, fn) -> None:
+        import logging
+        import traceback
+
+        from speed import reset_peak
+
+        logging.getLogger("idgenrec.bench").info("== %s", name)
+        if self.device is not None:
+            reset_peak(self.device)
+        t = time.time()
+        try:
+            self.results[name] = fn()
+        except Exception as e:  # keep going: the other phases still measure something
+            logging.getLogger("idgenrec.bench").error("%s failed: %s", name, e)
+            self.results["errors"][name] = traceback.format_exc()[-3000:]
+        self.results["phases"][name] = round(time.time() - t, 2)
+        self.save()
+
+    def save(self) -> None:
+        from infra.atomic import write_json
+
+        self.results["wall_s"] = round(time.time() - self.t0, 1)
+        write_json(self.path, self.results)

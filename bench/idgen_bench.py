@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from common import generator_dir, prepared
+from speed import id_generation_speed
 
 
 def main() -> None:
@@ -33,31 +34,25 @@ def main() -> None:
     import torch
     from ray.util import ActorPool
 
-    from catalog.tokenizer import load_tokenizer
     from cluster.generator_actor import GeneratorActor
     from cluster.idjob import start_ray
     from idgen.algorithm1 import Algorithm1Config, State
-    from seq2seq.model import load_model
     from idgen.proposer import Proposer
+    from seq2seq.model import load_model_and_tokenizer
 
     torch.set_num_threads(1)  # one core, like one actor
     cat = prepared("Toys", args.work)
     model_dir = args.model or generator_dir(cat.texts, args.work)
     texts = cat.texts[: args.items]
     a1 = Algorithm1Config()
-    model, tok = load_model(model_dir), load_tokenizer(model_dir)
+    model, tok = load_model_and_tokenizer(model_dir)
+    model = model.to(args.device)
     results: dict[str, float] = {}
 
-    serial = Proposer(model, tok, a1, batch_size=1, max_source_tokens=64, device=args.device)
-    t = time.perf_counter()
-    for text in texts[: args.serial_items]:
-        serial([text], State())
-    results["serial_items_per_s"] = args.serial_items / (time.perf_counter() - t)
-
+    same = id_generation_speed(model, tok, texts[: args.serial_items], args.batch_size)
+    results["serial_items_per_s"], results["batched_items_per_s"] = (same["one_at_a_time_items_per_s"],
+                                                                     same["ours_items_per_s"])
     batched = Proposer(model, tok, a1, batch_size=args.batch_size, max_source_tokens=64, device=args.device)
-    t = time.perf_counter()
-    batched(texts[: args.serial_items], State())  # the same items as the serial baseline: the headline ratio
-    results["batched_items_per_s"] = args.serial_items / (time.perf_counter() - t)
     t = time.perf_counter()
     batched(texts, State())
     results["batched_all_items_per_s"] = len(texts) / (time.perf_counter() - t)

@@ -1,4 +1,4 @@
-"""Bottom layer: items, text rendering, sequences, leave-one-out splits, tokenizer.
+"""Item data: readers of the public formats, text rendering, user sequences, leave-one-out splits, samples, the
+multi-domain corpus merge, the catalog store, the tokenizer trained on item text, the ID table, held-out checks.
 
-Nothing here imports a higher layer (idgen, recommender, eval, pretrain, cluster).
-"""
+It imports only infra/."""

@@ -14,10 +14,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.errors import Problems
-from catalog.prepare import PrepareConfig, build_catalog
 from catalog.heldout import check_heldout, dataset_name
+from catalog.prepare import PrepareConfig, build_catalog
 from catalog.store import Catalog, write_catalog
+from infra.errors import Problems
 
 
 @dataclass
@@ -32,6 +32,11 @@ class CorpusConfig:
     def check(self) -> None:
         if self.max_users_per_domain < 1:
             raise ValueError("max_users_per_domain must be >= 1")
+
+
+HELP = {"data": "pretraining dataset folders", "out": "catalog directory to write",
+        "heldout": "datasets kept for zero-shot evaluation (checked, not merged)",
+        "max_users_per_domain": "user cap per domain (paper: 30,000)"}
 
 
 def merge(catalogs: dict[str, Catalog], max_users: int, seed: int) -> Catalog:

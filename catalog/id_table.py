@@ -19,9 +19,9 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.tokenizer import tokenizer_fingerprint
 from infra.atomic import atomic_path
 from infra.errors import DataError
-from catalog.tokenizer import tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 ITEM_TABLE, USER_TABLE = "item_ids.parquet", "user_ids.parquet"

@@ -9,13 +9,13 @@ from typing import Any
 
 import yaml
 
-from infra.config import config_to_dict
-from infra.errors import DataError, Problems
 from catalog.raw import detect_format, read_amazon, read_yelp
 from catalog.sources import RawDataset, read_shared
 from catalog.split import skipped_users
 from catalog.store import Catalog, write_catalog
 from catalog.text import DEFAULT_EXCLUDE, DEFAULT_FIELD_ORDER, render_item
+from infra.config import config_to_dict
+from infra.errors import DataError, Problems
 
 log = logging.getLogger(__name__)
 FORMATS = ("auto", "shared", "amazon", "yelp")

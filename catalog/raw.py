@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.errors import DataError, Problems
 from catalog.lines import iter_lines, iter_records
 from catalog.sequences import Interaction, kcore, to_sequences
 from catalog.sources import RawDataset
+from infra.errors import DataError, Problems
 
 # Source field -> our field. Everything else (images, related items, ids) is not item text.
 AMAZON_FIELDS = {

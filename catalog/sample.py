@@ -6,9 +6,9 @@ import json
 import random
 from pathlib import Path
 
+from catalog.sources import read_shared
 from infra.atomic import atomic_dir
 from infra.errors import Problems
-from catalog.sources import read_shared
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import Problems
 from catalog.lines import iter_lines, iter_records
+from infra.errors import Problems
 
 
 @dataclass

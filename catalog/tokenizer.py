@@ -41,6 +41,12 @@ class TokenizerConfig:
             raise ValueError("vocab_size must be >= 64")
 
 
+HELP = {"catalog": "catalog directories to train on", "out": "tokenizer directory to write",
+        "pretrained": "local HuggingFace tokenizer directory (e.g. t5-small)",
+        "heldout": "datasets or catalogs kept for zero-shot evaluation: refused as training text",
+        "vocab_size": "SentencePiece vocabulary size (an upper bound)"}
+
+
 def train_sentencepiece(texts: Iterable[str], out: Path, vocab_size: int = 8000, seed: int = 0) -> Path:
     """Train a unigram model on ``texts`` (and their lower-cased copies) into ``out/spiece.model``.
 
@@ -76,8 +82,8 @@ def build_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 8000, see
     ``domains`` its text came from (``idgenrec.json``)."""
     from transformers import T5Tokenizer
 
-    from infra.atomic import atomic_dir
     from catalog.heldout import PROVENANCE_FILE
+    from infra.atomic import atomic_dir
 
     with atomic_dir(out) as tmp:
         (tmp / PROVENANCE_FILE).write_text(json.dumps({"domains_seen": sorted(domains)}) + "\n")

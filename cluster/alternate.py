@@ -22,12 +22,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.atomic import write_json
-from infra.config import load_config
 from catalog.id_table import ITEM_TABLE
 from cluster.idjob import IDJobConfig, run_ids
 from eval.evaluate import EvalConfig, evaluate
 from eval.runs import TrainingRun, read_eval
+from infra.atomic import write_json
+from infra.config import load_config
 from pretrain.id_phase import train_generator
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cluster import commands, demo, eval_commands, idgen_commands, train_commands
+from idgen.algorithm1 import IDSpaceExhausted
 from infra.config import ConfigError
 from infra.errors import DataError
-from idgen.algorithm1 import IDSpaceExhausted
-from cluster import commands, demo, eval_commands, idgen_commands, train_commands
 from infra.logs import setup_logging
 
 

@@ -6,11 +6,13 @@ import json
 import logging
 from pathlib import Path
 
-from infra.config import add_config_args, config_from_args
+from catalog.corpus import HELP as CORPUS_HELP
 from catalog.corpus import CorpusConfig, build_corpus
 from catalog.prepare import HELP as PREPARE_HELP
 from catalog.prepare import PrepareConfig, prepare
+from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
+from infra.config import add_job
 
 log = logging.getLogger("idgenrec")
 
@@ -23,8 +25,7 @@ def format_stats(stats: dict) -> str:
             f"skipped {stats['skipped'] or 'none'}")
 
 
-def run_prepare(args: argparse.Namespace) -> None:
-    cfg = config_from_args(PrepareConfig, args)
+def run_prepare(cfg: PrepareConfig) -> None:
     if cfg.data is None or cfg.out is None:
         raise SystemExit("idgenrec prepare: --data and --out are required (or give them in --config)")
     catalog = prepare(cfg)
@@ -32,8 +33,7 @@ def run_prepare(args: argparse.Namespace) -> None:
     print(format_stats(catalog.stats))
 
 
-def run_tokenizer(args: argparse.Namespace) -> None:
-    cfg = config_from_args(TokenizerConfig, args)
+def run_tokenizer(cfg: TokenizerConfig) -> None:
     if cfg.out is None:
         raise SystemExit("idgenrec tokenizer: --out is required")
     tok = make_tokenizer(cfg)
@@ -41,8 +41,8 @@ def run_tokenizer(args: argparse.Namespace) -> None:
     print(f"tokenizer: vocab {len(tok)}; {example!r} -> {tok.tokenize(example)[:12]}")
 
 
-def run_corpus(args: argparse.Namespace) -> None:
-    cat = build_corpus(config_from_args(CorpusConfig, args))
+def run_corpus(cfg: CorpusConfig) -> None:
+    cat = build_corpus(cfg)
     for name, d in cat.stats["domains"].items():
         print(f"  {name}: users {d['users']:,} (of {d['users_before_cap']:,})  items {d['items']:,}  "
               f"interactions {d['interactions']:,}")
@@ -64,23 +64,16 @@ def run_stats(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="normalize a dataset into a catalog directory (Parquet + stats.json)",
-                       description="Read a dataset folder (shared layout user_sequence.txt + items.jsonl.gz, raw "
-                       "Amazon 2014/2018, or the Yelp academic dataset), render item text, and write items.parquet, "
-                       "sequences.parquet and stats.json atomically. Bad input stops with file:line unless --skip-bad.")
-    add_config_args(p, PrepareConfig, PREPARE_HELP)
-    p.set_defaults(func=run_prepare)
-
-    p = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer on catalogs, or copy a local one",
-                       description="Train a SentencePiece unigram tokenizer (T5 specials: pad 0, eos 1, unk 2) on the "
-                       "rendered text of one or more catalogs, or copy a local HuggingFace tokenizer (--pretrained).")
-    add_config_args(p, TokenizerConfig, {"catalog": "catalog directories to train on",
-                                         "out": "tokenizer directory to write",
-                                         "pretrained": "local HuggingFace tokenizer directory (e.g. t5-small)",
-                                         "heldout": "datasets or catalogs kept for zero-shot evaluation: refused as "
-                                                    "training text",
-                                         "vocab_size": "SentencePiece vocabulary size (an upper bound)"})
-    p.set_defaults(func=run_tokenizer)
+    add_job(sub, "prepare", PrepareConfig, run_prepare,
+            "normalize a dataset into a catalog directory (Parquet + stats.json)",
+            "Read a dataset folder (shared layout user_sequence.txt + items.jsonl.gz, raw Amazon 2014/2018, or the "
+            "Yelp academic dataset), render item text, and write items.parquet, sequences.parquet and stats.json "
+            "atomically. Bad input stops with file:line unless --skip-bad.", PREPARE_HELP)
+    add_job(sub, "tokenizer", TokenizerConfig, run_tokenizer,
+            "train a SentencePiece tokenizer on catalogs, or copy a local one",
+            "Train a SentencePiece unigram tokenizer (T5 specials: pad 0, eos 1, unk 2) on the rendered text of one or "
+            "more catalogs, or copy a local HuggingFace tokenizer (--pretrained). Held-out catalogs are refused.",
+            TOKENIZER_HELP)
 
     p = sub.add_parser("sample", help="write a small random slice of a dataset (shared layout)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (shared layout)")
@@ -94,11 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole stats.json")
     p.set_defaults(func=run_stats)
 
-    p = sub.add_parser("corpus", help="merge datasets into one multi-domain catalog for foundation pretraining",
-                       description="Merge dataset folders into one catalog with domain-qualified item and user ids, "
-                       "capping users per domain with the seed; held-out datasets (--heldout) are checked never to "
-                       "overlap the pretraining ones.")
-    add_config_args(p, CorpusConfig, {"data": "pretraining dataset folders", "out": "catalog directory to write",
-                                      "heldout": "datasets kept for zero-shot evaluation (checked, not merged)",
-                                      "max_users_per_domain": "user cap per domain (paper: 30,000)"})
-    p.set_defaults(func=run_corpus)
+    add_job(sub, "corpus", CorpusConfig, run_corpus,
+            "merge datasets into one multi-domain catalog for foundation pretraining",
+            "Merge dataset folders into one catalog with domain-qualified item and user ids, capping users per domain "
+            "with the seed; held-out datasets (--heldout) are checked never to overlap the pretraining ones.",
+            CORPUS_HELP)

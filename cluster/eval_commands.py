@@ -1,24 +1,26 @@
-"""The evaluation subcommand of ``idgenrec``: eval."""
+"""The evaluation subcommands of ``idgenrec``: eval, zeroshot, report, sasrec."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from infra.config import add_config_args, config_from_args
 from cluster.zeroshot import HELP as ZS_HELP
 from cluster.zeroshot import ZeroShotConfig, run_zeroshot
 from eval.evaluate import HELP, EvalConfig, evaluate
+from eval.sasrec import HELP as SASREC_HELP
+from eval.sasrec import SASRecConfig
+from infra.config import add_job
 
 
-def run_eval(args: argparse.Namespace) -> None:
-    m = evaluate(config_from_args(EvalConfig, args))
+def run_eval(cfg: EvalConfig) -> None:
+    m = evaluate(cfg)
     print(f"{m['split']}: users {m['users']}  HR@5 {m['HR@5']:.4f}  HR@10 {m['HR@10']:.4f}  "
           f"NDCG@5 {m['NDCG@5']:.4f}  NDCG@10 {m['NDCG@10']:.4f}  ({m['users_per_s']:.1f} users/s)\n"
           f"popularity: HR@10 {m['popularity']['HR@10']:.4f}  NDCG@10 {m['popularity']['NDCG@10']:.4f}")
 
 
-def run_zeroshot_command(args: argparse.Namespace) -> None:
-    for name, m in run_zeroshot(config_from_args(ZeroShotConfig, args)).items():
+def run_zeroshot_command(cfg: ZeroShotConfig) -> None:
+    for name, m in run_zeroshot(cfg).items():
         print(f"{name}: users {m['users']}  HR@5 {m['HR@5']:.4f}  HR@10 {m['HR@10']:.4f}  NDCG@5 {m['NDCG@5']:.4f}  "
               f"NDCG@10 {m['NDCG@10']:.4f}  (popularity HR@10 {m['popularity']['HR@10']:.4f})")
 
@@ -30,13 +32,12 @@ def run_report(args: argparse.Namespace) -> None:
     print(f"report: {len(data['datasets'])} datasets -> {args.out / 'report.md'}")
 
 
-def run_sasrec(args: argparse.Namespace) -> None:
-    from eval.runs import write_sasrec
-    from infra.config import config_to_dict
+def run_sasrec(cfg: SASRecConfig) -> None:
     from catalog.store import read_catalog
-    from eval.sasrec import SASRecConfig, train_sasrec
+    from eval.runs import write_sasrec
+    from eval.sasrec import train_sasrec
+    from infra.config import config_to_dict
 
-    cfg = config_from_args(SASRecConfig, args)
     if cfg.catalog is None or cfg.out is None:
         raise SystemExit("idgenrec sasrec: --catalog and --out are required (or give them in --config)")
     cat = read_catalog(cfg.catalog)
@@ -50,29 +51,23 @@ def run_sasrec(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="leave-one-out HR@5/10 and NDCG@5/10 over all items (trie-constrained beams)",
-                       description="Evaluate a recommender on the valid or test split: one prompt per eligible user, "
-                       "trie-constrained beam search over all item IDs, metrics JSON and per-user top-k Parquet in "
-                       "--out, with the popularity baseline alongside.")
-    add_config_args(p, EvalConfig, HELP)
-    p.set_defaults(func=run_eval)
-    p = sub.add_parser("zeroshot", help="zero-shot evaluation of a pretrained model on unseen datasets (Ray tasks)",
-                       description="For each held-out dataset (one Ray task each): prepare, generate IDs for its "
-                       "unseen items with the trained generator (Algorithm 1), evaluate the test split with no "
-                       "training. Per-dataset results are cached: a rerun skips finished datasets.")
-    add_config_args(p, ZeroShotConfig, ZS_HELP)
-    p.set_defaults(func=run_zeroshot_command)
+    add_job(sub, "eval", EvalConfig, run_eval,
+            "leave-one-out HR@5/10 and NDCG@5/10 over all items (trie-constrained beams)",
+            "Evaluate a recommender on the valid or test split: one prompt per eligible user, trie-constrained beam "
+            "search over all item IDs, metrics JSON and per-user top-k Parquet in --out, with the popularity "
+            "baseline alongside.", HELP)
+    add_job(sub, "zeroshot", ZeroShotConfig, run_zeroshot_command,
+            "zero-shot evaluation of a pretrained model on unseen datasets (Ray tasks)",
+            "For each held-out dataset (one Ray task each): prepare, generate IDs for its unseen items with the "
+            "trained generator (Algorithm 1), evaluate the test split with no training. Per-dataset results are "
+            "cached: a rerun skips finished datasets.", ZS_HELP)
     p = sub.add_parser("report", help="report.md, report.json and PNG plots from run folders")
     p.add_argument("runs", nargs="+", type=Path, help="run folders to collect (eval, zeroshot, sasrec, training)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.set_defaults(func=run_report)
-    from eval.sasrec import HELP as SASREC_HELP
-    from eval.sasrec import SASRecConfig
-
-    p = sub.add_parser("sasrec", help="train and evaluate the SASRec baseline on a catalog (full-softmax CE)",
-                       description="SASRec as RecBole configures it (CE loss, 2 blocks, 2 heads, hidden 64, dropout "
-                       "0.5, max length 50, Adam lr 1e-3, batch 2048, early stopping on validation NDCG@10 with "
-                       "patience 10): trained on the catalog's training positions, the best validation epoch "
-                       "evaluated on test. Writes sasrec.json (valid and test metrics, best epoch, seconds, config).")
-    add_config_args(p, SASRecConfig, SASREC_HELP)
-    p.set_defaults(func=run_sasrec)
+    add_job(sub, "sasrec", SASRecConfig, run_sasrec,
+            "train and evaluate the SASRec baseline on a catalog (full-softmax CE)",
+            "SASRec as RecBole configures it (CE loss, 2 blocks, 2 heads, hidden 64, dropout 0.5, max length 50, Adam "
+            "lr 1e-3, batch 2048, early stopping on validation NDCG@10 with patience 10): trained on the catalog's "
+            "training positions, the best validation epoch evaluated on test. Writes sasrec.json (valid and test "
+            "metrics, best epoch, seconds, config).", SASREC_HELP)

@@ -5,7 +5,7 @@ import os
 
 import ray
 
-from cluster.registry import peak_rss_mb
+from infra.device import peak_rss_mb
 
 
 @ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)
@@ -14,8 +14,8 @@ class GeneratorActor:
         import torch
 
         from idgen.algorithm1 import Algorithm1Config
-        from seq2seq.model import load_model_and_tokenizer
         from idgen.proposer import Proposer
+        from seq2seq.model import load_model_and_tokenizer
 
         torch.set_num_threads(1)  # one CPU per actor; also keeps float sums identical whatever the actor count
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

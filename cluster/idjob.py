@@ -1,10 +1,11 @@
-"""``idgenrec ids``: unique textual IDs for every item (and optionally every user) with Ray.
+"""``idgenrec ids``: unique textual IDs for every item (and optionally every user), with Ray or in this process.
 
 N generator actors each load the model once and work on fixed shards of the catalog; one registry actor owns the
 taken IDs. Work runs in bulk-synchronous rounds (see idgen.algorithm1): each round, shards of pending items go to
 whichever actor is free, and their proposals are claimed at the registry in shard order, which is item order. So the
 table is identical whatever the number of actors. Every shard's proposals and every finished round are saved under
-``out/work/`` (atomically): a resubmitted job continues from there and ends with the same table.
+``out/work/`` (atomically): a resubmitted job continues from there and ends with the same table. With ``actors: 0``
+the same rounds run in this process (one generator, the taken IDs in a set): no Ray needed, e.g. on a lone GPU box.
 """
 from __future__ import annotations
 
@@ -15,19 +16,22 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from infra.atomic import atomic_path, write_json
-from infra.config import config_to_dict
-from infra.errors import DataError
 from catalog.id_table import ITEM_TABLE, USER_TABLE, Escalation, write_id_table
-from infra.progress import progress
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
-from idgen.algorithm1 import Algorithm1Config, Assignment, State, advance, escalation_fractions, penalty, window
+from idgen.algorithm1 import (Algorithm1Config, Assignment, State, advance, claim_round, escalation_fractions, penalty,
+                              window)
 from idgen.userids import user_id_sources
+from infra.atomic import atomic_path, write_json
+from infra.config import config_to_dict
+from infra.device import peak_rss_mb, resolve_device
+from infra.errors import DataError
+from infra.progress import progress
 
 log = logging.getLogger("idgenrec.ids")
 
@@ -50,8 +54,8 @@ class IDJobConfig(Algorithm1Config):
     gpus_per_actor: float | None = None
 
     def check(self) -> None:
-        if self.actors < 1 or self.shard_size < 1 or self.batch_size < 1:
-            raise ValueError("actors, shard_size and batch_size must be >= 1")
+        if self.actors < 0 or self.shard_size < 1 or self.batch_size < 1:
+            raise ValueError("actors must be >= 0, shard_size and batch_size >= 1")
 
     def algorithm1(self) -> Algorithm1Config:
         return Algorithm1Config(**{f.name: getattr(self, f.name) for f in fields(Algorithm1Config)})
@@ -67,7 +71,7 @@ HELP = {
     "catalog": "catalog directory (from idgenrec prepare)",
     "out": "output directory: item_ids.parquet, user_ids.parquet, summary.json, work/ (resume state)",
     "model": "ID generator directory (model + tokenizer, e.g. from idgenrec idgen-warmstart)",
-    "actors": "generator actors (one CPU or GPU each)",
+    "actors": "generator actors (one CPU or a GPU share each); 0: generate in this process, without Ray",
     "address": "Ray cluster address (default: RAY_ADDRESS if set, else a local Ray instance)",
     "shard_size": "items per shard (the unit of work and of resume)",
     "user_ids": "also generate user IDs, one per (user, target position), from history item IDs only",
@@ -133,11 +137,74 @@ def _proposals_path(work: Path, rnd: int, shard: int) -> Path:
     return work / f"proposals_r{rnd:03d}" / f"shard_{shard:05d}.json"
 
 
-def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, actors, registry) -> list[Assignment]:
-    """Algorithm 1 over ``texts`` with the actors and the registry; resumes from ``work``."""
-    import ray
-    from ray.util import ActorPool
+class RayWorkers:
+    """Generator actors proposing for shards, and the one registry actor resolving claims (a Ray cluster)."""
 
+    def __init__(self, cfg: IDJobConfig):
+        import ray
+
+        from cluster.generator_actor import GeneratorActor
+        from cluster.registry import Registry
+
+        gpus, device = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), cfg.actors, cfg.gpus_per_actor)
+        log.info("%d generator actors on %s%s", cfg.actors, device, f" ({gpus:g} GPU each)" if gpus else "")
+        self.actors = [GeneratorActor.options(num_gpus=gpus).remote(
+            str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens, device)
+            for _ in range(cfg.actors)]
+        self.registry = Registry.remote()
+
+    def reset(self, taken: list[str]) -> None:
+        import ray
+
+        ray.get(self.registry.reset.remote(taken))
+
+    def propose(self, jobs: list[tuple[int, list[str], list[tuple]]]) -> Iterator[list[list[str]]]:
+        """Candidates for each (shard, texts, states), in the order given, from whichever actor is free."""
+        from ray.util import ActorPool
+
+        return iter(ActorPool(self.actors).map(lambda a, job: a.propose.remote(*job), jobs))
+
+    def claim(self, pairs: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, str]], list[int]]:
+        import ray
+
+        return ray.get(self.registry.claim.remote(pairs))
+
+    def peak_memory_mb(self) -> dict:
+        import ray
+
+        return {"actors": ray.get([a.peak_memory_mb.remote() for a in self.actors]),
+                "registry": ray.get(self.registry.peak_memory_mb.remote())}
+
+
+class LocalWorkers:
+    """The same work in this process, without Ray (``actors: 0``): one generator, the taken IDs in memory."""
+
+    def __init__(self, cfg: IDJobConfig):
+        from idgen.proposer import Proposer
+        from seq2seq.model import load_model_and_tokenizer
+
+        model, tok = load_model_and_tokenizer(cfg.model)
+        device = resolve_device(cfg.device)
+        log.info("generating in this process on %s", device)
+        self.proposer = Proposer(model, tok, cfg.algorithm1(), cfg.batch_size, cfg.max_source_tokens, device)
+        self.taken: set[str] = set()
+
+    def reset(self, taken: list[str]) -> None:
+        self.taken = set(taken)
+
+    def propose(self, jobs: list[tuple[int, list[str], list[tuple]]]) -> Iterator[list[list[str]]]:
+        return (self.proposer.propose(texts, states) for _, texts, states in jobs)
+
+    def claim(self, pairs: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, str]], list[int]]:
+        claimed, failed = claim_round(self.taken, pairs)
+        return [tuple(c) for c in claimed], failed
+
+    def peak_memory_mb(self) -> dict:
+        return {"process": peak_rss_mb()}
+
+
+def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, workers) -> list[Assignment]:
+    """Algorithm 1 over ``texts`` with the workers (Ray actors + registry, or this process); resumes from ``work``."""
     a1 = cfg.algorithm1()
     work.mkdir(parents=True, exist_ok=True)
     latest = _latest_round(work)
@@ -146,7 +213,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
         log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
                  sum(i is not None for i in st.ids), len(texts))
     # The registry starts from the finished rounds; after that its claims keep it equal to the assigned IDs.
-    ray.get(registry.reset.remote([x for x in st.ids if x is not None]))
+    workers.reset([x for x in st.ids if x is not None])
     while True:
         pending = [i for i, x in enumerate(st.ids) if x is None]
         if not pending:
@@ -156,9 +223,8 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
         for i in pending:
             by_shard.setdefault(i // cfg.shard_size, []).append(i)
         todo = [j for j in sorted(by_shard) if not _proposals_path(work, rnd, j).exists()]
-        results = iter(ActorPool(actors).map(
-            lambda a, j: a.propose.remote(j, [texts[i] for i in by_shard[j]], [tuple(st.states[i]) for i in by_shard[j]]),
-            todo))
+        results = workers.propose([(j, [texts[i] for i in by_shard[j]], [tuple(st.states[i]) for i in by_shard[j]])
+                                   for j in todo])
         t0, failed_all, claimed_n = time.time(), [], 0
         bar = progress(total=len(pending), desc=f"{work.name} round {rnd}", unit="item")
         for j in sorted(by_shard):
@@ -169,7 +235,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, a
                 cands = next(results)
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps(cands))
-            claimed, failed = ray.get(registry.claim.remote(list(zip(by_shard[j], cands))))
+            claimed, failed = workers.claim(list(zip(by_shard[j], cands)))
             for item, text in claimed:
                 st.ids[item] = text
             failed_all += failed
@@ -235,31 +301,22 @@ def run_ids(cfg: IDJobConfig) -> dict:
     if marker.exists() and marker.read_text() != cfg.result_hash():
         raise ValueError(f"{out}: holds work of a job with another configuration; use another --out or remove it")
     marker.write_text(cfg.result_hash())
+    if cfg.actors == 0:
+        return _generate(cfg, cat, tok, out, work, t_start, LocalWorkers(cfg))
     import ray
 
     started = start_ray(cfg.address, cfg.actors)
     try:
-        return _run_with_ray(cfg, cat, tok, out, work, t_start)
+        return _generate(cfg, cat, tok, out, work, t_start, RayWorkers(cfg))
     finally:
         if started:
             ray.shutdown()
 
 
-def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: float) -> dict:
-    import ray
-
-    from cluster.generator_actor import GeneratorActor
-    from cluster.registry import Registry
-
-    gpus, device = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), cfg.actors, cfg.gpus_per_actor)
-    log.info("%d generator actors on %s%s", cfg.actors, device, f" ({gpus:g} GPU each)" if gpus else "")
-    actors = [GeneratorActor.options(num_gpus=gpus).remote(
-        str(cfg.model), asdict(cfg.algorithm1()), cfg.batch_size, cfg.max_source_tokens, device)
-        for _ in range(cfg.actors)]
-    registry = Registry.remote()
+def _generate(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: float, workers) -> dict:
     summary: dict = {"actors": cfg.actors, "config": config_to_dict(cfg)}
     t0 = time.time()
-    items = run_kind(cat.texts, cat.item_ids, work / "items", cfg, actors, registry)
+    items = run_kind(cat.texts, cat.item_ids, work / "items", cfg, workers)
     summary["items"] = {**escalation_fractions(items, cfg.algorithm1()), "seconds": round(time.time() - t0, 2),
                         "items_per_s": round(len(items) / max(time.time() - t0, 1e-9), 2)}
     write_id_table(out / ITEM_TABLE, {"item_id": cat.item_ids}, [a.id for a in items], tok, escalation(items))
@@ -268,15 +325,13 @@ def _run_with_ray(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: fl
         keys, texts = user_id_sources(cat.sequences, item_text, cfg.max_history)
         names = [f"{cat.users[k.user]}@{k.position}" for k in keys]
         t1 = time.time()
-        users = run_kind(texts, names, work / "users", cfg, actors, registry)
+        users = run_kind(texts, names, work / "users", cfg, workers)
         summary["users"] = {**escalation_fractions(users, cfg.algorithm1()), "seconds": round(time.time() - t1, 2)}
         write_id_table(out / USER_TABLE, {"user_id": [cat.users[k.user] for k in keys],
                                           "position": [k.position for k in keys]},
                        [a.id for a in users], tok, escalation(users))
     summary["tokenizer_fingerprint"] = tokenizer_fingerprint(tok)
-    summary["peak_memory_mb"] = {
-        "actors": ray.get([a.peak_memory_mb.remote() for a in actors]),
-        "registry": ray.get(registry.peak_memory_mb.remote())}
+    summary["peak_memory_mb"] = workers.peak_memory_mb()
     summary["wall_seconds"] = round(time.time() - t_start, 2)
     write_json(out / "summary.json", summary)
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ray
 
 from idgen.algorithm1 import claim_round
+from infra.device import peak_rss_mb
 
 
 @ray.remote(num_cpus=0)
@@ -29,10 +30,3 @@ class Registry:
 
     def peak_memory_mb(self) -> float:
         return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (an actor's, when called inside one), in MiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

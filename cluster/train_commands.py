@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from infra.config import add_config_args, config_from_args
 from cluster.alternate import HELP as ALT_HELP
 from cluster.alternate import AlternateConfig, run_alternate
+from cluster.standard import HELP as STANDARD_HELP
+from cluster.standard import StandardConfig, run_standard
+from infra.config import add_job
+from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
 
 
-def run_shards(args: argparse.Namespace) -> None:
-    m = write_shards(config_from_args(ShardsConfig, args))
+def run_shards(cfg: ShardsConfig) -> None:
+    m = write_shards(cfg)
     print(f"shards: {m['samples']} samples in {len(m['shards'])} shards; per domain {m['per_domain']}; "
           f"config {m['config_hash']}")
 
 
-def run_alternate_command(args: argparse.Namespace) -> None:
-    result = run_alternate(config_from_args(AlternateConfig, args))
+def run_alternate_command(cfg: AlternateConfig) -> None:
+    result = run_alternate(cfg)
 
     def line(m: dict) -> str:
         return "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10"))
@@ -28,18 +31,27 @@ def run_alternate_command(args: argparse.Namespace) -> None:
     print(f"{result['mode']}: round {f['round']} selected on validation; test {line(f['test'])}")
 
 
+def run_standard_command(cfg: StandardConfig) -> None:
+    r = run_standard(cfg)
+    print(f"{r['dataset']}: {r['users']} users, {r['items']} items; test metrics on the same users:")
+    rows = [("IDGenRec (ours)", r["ours"]["test"]), ("popularity", r["popularity"]["test"])]
+    rows += [("SASRec", r["sasrec"]["test"])] if "sasrec" in r else []
+    for name, m in rows:
+        print(f"  {name:16s} " + "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10")))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("shards", help="write training samples as WebDataset tar shards",
-                       description="Template every training sample (prompt with history item IDs -> target ID) of "
-                       "one or more catalogs, shuffle with the seed, and write WebDataset tar shards with a "
-                       "manifest.json (counts per domain and shard, config hash), atomically.")
-    add_config_args(p, ShardsConfig, {"catalog": "catalog directories", "ids": "ID directories, one per catalog",
-                                      "out": "shard folder to write", "user_ids": "put user IDs in the prompts",
-                                      "split": "train (default) or valid/test"})
-    p.set_defaults(func=run_shards)
-    p = sub.add_parser("alternate", help="alternate training of ID generator and recommender (paper section 2.5)",
-                       description="Rounds of: generator phase through the frozen recommender (soft ID embeddings), "
-                       "IDs regenerated with Algorithm 1 (Ray), recommender phase with DeepSpeed on fresh shards. "
-                       "Reruns continue where they stopped.")
-    add_config_args(p, AlternateConfig, ALT_HELP)
-    p.set_defaults(func=run_alternate_command)
+    add_job(sub, "standard", StandardConfig, run_standard_command,
+            "the standard setting on one dataset, end to end (ours, SASRec, popularity)",
+            "Prepare, tokenizer, generator warm start, item IDs (Algorithm 1), shards, recommender with validation "
+            "selection, then test metrics of ours, SASRec and popularity on the same users (standard.json). Every "
+            "step is cached: rerun to continue.", STANDARD_HELP)
+    add_job(sub, "shards", ShardsConfig, run_shards, "write training samples as WebDataset tar shards",
+            "Template every training sample (prompt with history item IDs -> target ID) of one or more catalogs, "
+            "shuffle with the seed, and write WebDataset tar shards with a manifest.json (counts per domain and "
+            "shard, config hash), atomically.", SHARDS_HELP)
+    add_job(sub, "alternate", AlternateConfig, run_alternate_command,
+            "alternate training of ID generator and recommender (paper section 2.5)",
+            "Rounds of: generator phase through the frozen recommender (soft ID embeddings), IDs regenerated with "
+            "Algorithm 1 (Ray), recommender phase with DeepSpeed on fresh shards; modes alternate, recommender_only "
+            "and generator_only (the paper's Table 5). Reruns continue where they stopped.", ALT_HELP)

@@ -11,12 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.atomic import write_json
 from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, gpu_share, run_ids, start_ray
 from eval.evaluate import EvalConfig, evaluate
 from eval.runs import read_eval, write_eval
+from infra.atomic import write_json
 
 log = logging.getLogger("idgenrec.zeroshot")
 

@@ -1,1 +1,2 @@
-"""Metrics (HR@k, NDCG@k), leave-one-out evaluation, reports, baselines."""
+"""Measuring: HR@k and NDCG@k, leave-one-out evaluation of a recommender, the baselines (popularity, SASRec), the
+run folders results live in, and reports."""

@@ -10,19 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from infra.device import resolve_device
 from catalog.id_table import item_id_tokens, user_id_texts
-from infra.progress import progress
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
 from eval.metrics import leave_one_out_metrics
 from eval.runs import write_eval
-from seq2seq.model import load_model_and_tokenizer
+from infra.device import resolve_device
+from infra.progress import progress
 from recommender.decode import recommend
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.trie import Trie
+from seq2seq.model import load_model_and_tokenizer
 
 log = logging.getLogger("idgenrec.eval")
 

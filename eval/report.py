@@ -51,9 +51,9 @@ def collect(run_dirs: list[Path]) -> dict:
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
         for folder, s in find(run, "sasrec"):
             rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
-                {k: s["test"][k] for k in METRICS} | {"users": s["test"]["users"], "file": str(folder / SASREC_FILE),
-                                                     "best_epoch": s.get("best_epoch"),
-                                                     "note": convergence_note(s.get("best_epoch"), s.get("epochs_run"))})
+                {k: s["test"][k] for k in METRICS} | {
+                    "users": s["test"]["users"], "file": str(folder / SASREC_FILE), "best_epoch": s.get("best_epoch"),
+                    "note": convergence_note(s.get("best_epoch"), s.get("epochs_run"))})
         for folder, pts in find(run, "training_log"):
             curves[str(folder)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
     paper = json.loads(PAPER.read_text())

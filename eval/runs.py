@@ -46,6 +46,11 @@ def write_sasrec(folder: Path | str, result: dict) -> None:
     write_json(Path(folder) / SASREC_FILE, result)
 
 
+def read_sasrec(folder: Path | str) -> dict | None:
+    path = Path(folder) / SASREC_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def find(root: Path | str, what: str) -> Iterator[tuple[Path, dict | list]]:
     """(folder, content) of every result of a kind under ``root``: ``test`` (evaluations' test metrics),
     ``sasrec`` (SASRec results), ``training_log`` (the records of trainer runs' ``metrics.jsonl``)."""

@@ -27,10 +27,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from infra.device import resolve_device
-from infra.progress import progress
 from catalog.split import samples
 from eval.metrics import leave_one_out_metrics
+from infra.device import resolve_device
+from infra.progress import progress
 
 log = logging.getLogger("idgenrec.sasrec")
 TRAIN_ON = ("prefixes", "all_positions")

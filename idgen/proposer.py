@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from idgen.algorithm1 import Algorithm1Config, State, beam_config
-from seq2seq.beam_search import diverse_beam_search
 from idgen.tags import generator_input
+from seq2seq.beam_search import diverse_beam_search
 
 
 class Proposer:
@@ -25,8 +25,8 @@ class Proposer:
         bcfg = beam_config(state, self.cfg)
         out: list[list[str]] = []
         for start in range(0, len(texts), self.batch_size):
-            enc = self.tok([generator_input(t) for t in texts[start:start + self.batch_size]], truncation=True, max_length=self.max_source_tokens,
-                           padding=True, return_tensors="pt")
+            enc = self.tok([generator_input(t) for t in texts[start:start + self.batch_size]], truncation=True,
+                           max_length=self.max_source_tokens, padding=True, return_tensors="pt")
             res = diverse_beam_search(self.model, enc["input_ids"].to(self.device),
                                       enc["attention_mask"].to(self.device), bcfg, self.tok.eos_token_id,
                                       self.tok.pad_token_id)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from infra.device import resolve_device
 from catalog.heldout import catalog_domains, check_unseen, dataset_name, declared_heldout, domains_seen
-from infra.progress import progress
 from catalog.store import Catalog, read_catalog
 from catalog.tokenizer import load_tokenizer, require_same_tokenizer
+from idgen.tags import extract_tags, generator_input, word_overlap
+from infra.device import resolve_device
+from infra.progress import progress
+from seq2seq.batching import seq2seq_batch
 from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
 from seq2seq.model import build_model, check_size, load_model_and_tokenizer, model_config, save_model
-from seq2seq.batching import seq2seq_batch
-from idgen.tags import extract_tags, generator_input, word_overlap
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ class WarmStartConfig:
     def check(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+
+
+HELP = {"catalog": "catalog directories", "tokenizer": "tokenizer directory",
+        "out": "generator directory to write (model + tokenizer)",
+        "model_size": "tiny, mini (the default) or small, or a YAML path; with pretrained it must match the "
+                      "checkpoint's architecture",
+        "pretrained": "local T5 directory to start from instead",
+        "heldout": "datasets or catalogs kept for zero-shot evaluation: refused",
+        "device": "auto (a GPU when present), cpu or cuda"}
 
 
 def load_pairs(catalogs: list[Catalog], max_tag_words: int) -> tuple[list[str], list[str], list[str | None]]:

@@ -10,7 +10,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 
@@ -95,8 +95,37 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain YAML/JSON-safe dict of a config (Paths as strings)."""
-    out = {}
-    for k, v in dataclasses.asdict(cfg).items():
-        out[k] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
-    return out
+    """Plain YAML/JSON-safe dict of a config (Paths as strings, also inside lists; tuples as lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_to_args(cfg: Any) -> list[str]:
+    """The command-line flags that rebuild ``cfg`` through :func:`add_config_args` (fields left None are left out):
+    how a recipe hands a config to a job it starts as another process (e.g. under the deepspeed launcher)."""
+    args: list[str] = []
+    for name, value in config_to_dict(cfg).items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def add_job(sub: argparse._SubParsersAction, name: str, cls: type[T], run: Callable[[T], None], summary: str,
+            description: str = "", help_texts: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose flags are the fields of the job's config dataclass ``cls`` (plus ``--config``); it calls
+    ``run(config)``."""
+    p = sub.add_parser(name, help=summary, description=description or summary)
+    add_config_args(p, cls, help_texts)
+    p.set_defaults(func=lambda args: run(config_from_args(cls, args)))
+    return p

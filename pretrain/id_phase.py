@@ -85,15 +85,15 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
     """One generator phase: ``steps`` batches of training samples, recommender frozen; saves the generator."""
     import random
 
-    from infra.device import resolve_device
     from catalog.heldout import catalog_domains, domains_seen
     from catalog.id_table import item_id_tokens
-    from infra.progress import progress
     from catalog.split import samples as split_samples
     from catalog.store import read_catalog
     from catalog.tokenizer import require_same_tokenizer
-    from seq2seq.model import load_model_and_tokenizer, save_model
+    from infra.device import resolve_device
+    from infra.progress import progress
     from recommender.prompts import pick_template
+    from seq2seq.model import load_model_and_tokenizer, save_model
 
     gen, tok = load_model_and_tokenizer(generator_dir)
     rec, rec_tok = load_model_and_tokenizer(recommender_dir)

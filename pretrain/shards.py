@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from infra.atomic import atomic_dir
 from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerprint, user_id_texts
 from catalog.split import samples
 from catalog.store import read_catalog
+from infra.atomic import atomic_dir
 from recommender.prompts import pick_template, render_prompt
 
 MANIFEST = "manifest.json"
@@ -42,6 +42,10 @@ class ShardsConfig:
             raise ValueError(f"give one --ids per --catalog (got {len(self.catalog)} catalogs, {len(self.ids)} ids)")
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be >= 1")
+
+
+HELP = {"catalog": "catalog directories", "ids": "ID directories, one per catalog", "out": "shard folder to write",
+        "user_ids": "put user IDs in the prompts", "split": "train (default) or valid/test"}
 
 
 def build_samples(cfg: ShardsConfig) -> list[dict]:

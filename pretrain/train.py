@@ -234,10 +234,10 @@ def _share_from_rank0(obj):
 
 
 def train(cfg: TrainConfig) -> dict:
-    from eval.runs import TrainingRun
-    from infra.progress import progress
     from catalog.heldout import domains_seen
     from catalog.tokenizer import tokenizer_fingerprint
+    from eval.runs import TrainingRun
+    from infra.progress import progress
     from pretrain.data import empty_batch, micro_steps_per_epoch, tokenized_batches
     from pretrain.shards import read_manifest
 

@@ -1,1 +1,2 @@
-"""Recommender (T5): prompts, model, prefix trie over item IDs, constrained beam decoding."""
+"""The recommender's own parts: prompts, the prefix trie over item IDs, trie-constrained beam decoding to a ranked
+top-k. It never imports idgen/."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
 from recommender.trie import DEAD, Trie
+from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
 
 
 class TrieConstraint:

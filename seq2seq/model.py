@@ -118,8 +118,8 @@ def check_vocabulary(model, tokenizer, where: str) -> None:
 def save_model(model, tokenizer, out: Path | str, extra: dict | None = None) -> None:
     """Model (safetensors) + tokenizer + ``idgenrec.json`` (tokenizer fingerprint, architecture) in one directory,
     written atomically."""
-    from infra.atomic import atomic_dir
     from catalog.tokenizer import tokenizer_fingerprint
+    from infra.atomic import atomic_dir
 
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)

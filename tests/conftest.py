@@ -43,31 +43,27 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return write_shared(tmp_path / "tiny", seqs, items)
 
 
-@pytest.fixture(scope="session")
-def sample_tokenizer_dir(tmp_path_factory) -> Path:
-    """A SentencePiece tokenizer trained on the shipped Toys sample (small vocabulary)."""
+def tokenizer_for_sample(name: str, folder: Path) -> Path:
+    """A SentencePiece tokenizer of 600 tokens trained on a shipped sample's item text."""
     from catalog.prepare import PrepareConfig, prepare
     from catalog.sample import SAMPLE_DIR
     from catalog.tokenizer import build_tokenizer
 
-    d = tmp_path_factory.mktemp("sample_tok")
-    cat = prepare(PrepareConfig(data=SAMPLE_DIR / "Toys", out=d / "cat"))
-    build_tokenizer(cat.texts, d / "tok", vocab_size=600)
-    return d / "tok"
+    cat = prepare(PrepareConfig(data=SAMPLE_DIR / name, out=folder / "cat"))
+    build_tokenizer(cat.texts, folder / "tok", vocab_size=600)
+    return folder / "tok"
+
+
+@pytest.fixture(scope="session")
+def sample_tokenizer_dir(tmp_path_factory) -> Path:
+    """A tokenizer trained on the shipped Toys sample."""
+    return tokenizer_for_sample("Toys", tmp_path_factory.mktemp("sample_tok"))
 
 
 @pytest.fixture(scope="session")
 def other_tokenizer_dir(tmp_path_factory) -> Path:
-    """Another SentencePiece tokenizer of the same size (600), trained on the Beauty sample: same vocabulary size,
-    different token ids."""
-    from catalog.prepare import PrepareConfig, prepare
-    from catalog.sample import SAMPLE_DIR
-    from catalog.tokenizer import build_tokenizer
-
-    d = tmp_path_factory.mktemp("other_tok")
-    cat = prepare(PrepareConfig(data=SAMPLE_DIR / "Beauty", out=d / "cat"))
-    build_tokenizer(cat.texts, d / "tok", vocab_size=600)
-    return d / "tok"
+    """Another tokenizer of the same size, trained on the Beauty sample: same vocabulary size, other token ids."""
+    return tokenizer_for_sample("Beauty", tmp_path_factory.mktemp("other_tok"))
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,11 @@ import pytest
 
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer
-from idgen.algorithm1 import (Algorithm1Config, IDSpaceExhausted, State, claim_round, escalation_fractions,
-                              next_state, normalize_id, penalty, run_algorithm1, window)
-from seq2seq.model import load_model
+from idgen.algorithm1 import (Algorithm1Config, IDSpaceExhausted, State, claim_round, escalation_fractions, next_state,
+                              normalize_id, penalty, run_algorithm1, window)
 from idgen.proposer import Proposer
 from idgen.userids import user_id_sources
+from seq2seq.model import load_model
 
 
 def test_escalation_order_lambda_then_window():

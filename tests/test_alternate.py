@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import torch
 
 from cluster.alternate import AlternateConfig, run_alternate
-from seq2seq.model import load_model
 from pretrain.train import TrainConfig, initial_model
+from seq2seq.model import load_model
 
 
 def _cfg(tmp_path, collide_catalog, tiny_generator, **kw):

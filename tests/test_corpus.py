@@ -1,8 +1,8 @@
 import pytest
 
-from catalog.store import read_catalog
-from catalog.heldout import check_heldout
 from catalog.corpus import CorpusConfig, build_corpus
+from catalog.heldout import check_heldout
+from catalog.store import read_catalog
 from tests.conftest import write_shared
 
 

@@ -5,13 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from infra.device import resolve_device
 from cluster.alternate import AlternateConfig
 from cluster.idjob import IDJobConfig, gpu_share
 from cluster.zeroshot import ZeroShotConfig
 from eval.evaluate import EvalConfig
 from eval.sasrec import SASRecConfig
 from idgen.warmstart import WarmStartConfig
+from infra.device import resolve_device
 
 
 @pytest.mark.parametrize("cls", [EvalConfig, IDJobConfig, ZeroShotConfig, AlternateConfig, SASRecConfig,

@@ -6,7 +6,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table, table_fingerprint, write_id_table
-
 from catalog.split import samples
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint

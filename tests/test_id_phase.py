@@ -62,8 +62,8 @@ def test_generator_and_recommender_must_share_a_tokenizer(tiny_generator, collid
     import pytest
 
     from catalog.tokenizer import load_tokenizer
-    from seq2seq.model import build_model, model_config, save_model
     from pretrain.id_phase import train_generator
+    from seq2seq.model import build_model, model_config, save_model
 
     tok = load_tokenizer(other_tokenizer_dir)
     save_model(build_model(model_config("tiny"), tok), tok, tmp_path / "rec")

@@ -2,9 +2,9 @@
 import json
 import os
 import signal
-import threading
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -98,8 +98,8 @@ def test_bad_input_is_named(tiny_generator, tmp_path):
 
 
 def test_id_space_too_small():
-    from idgen.algorithm1 import Algorithm1Config
     from cluster.idjob import check_id_space
+    from idgen.algorithm1 import Algorithm1Config
 
     cfg = Algorithm1Config(window_width=2, max_windows=1)  # IDs of 1 or 2 tokens
     check_id_space(6, 5, 3, cfg)  # 2 usable tokens: 2 + 4 = 6 IDs
@@ -134,3 +134,19 @@ def test_ray_job_submit_round_trip(reference_table, tiny_generator, collide_cata
         assert read_id_table(out / "item_ids.parquet") == reference_table[0]
     finally:
         _ray("stop", "--force", timeout=120)
+
+
+def test_in_process_without_ray(reference_table, tiny_generator, collide_catalog, tmp_path):
+    """actors 0: the same rounds in this process, no Ray; the table is complete, unique, and the same as the
+    actors' (one thread each, like an actor, so that float sums agree)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = run_ids(_cfg(collide_catalog, tiny_generator, tmp_path / "local", actors=0, user_ids=True))
+    finally:
+        torch.set_num_threads(threads)
+    assert "process" in summary["peak_memory_mb"]
+    assert read_id_table(tmp_path / "local" / "item_ids.parquet") == reference_table[0]
+    assert read_id_table(tmp_path / "local" / "user_ids.parquet") == reference_table[1]

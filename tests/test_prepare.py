@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import DataError
 from catalog.prepare import PrepareConfig, prepare
 from catalog.store import read_catalog
 from cluster.cli import main
+from infra.errors import DataError
 from tests.conftest import shared_dataset
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from infra.errors import DataError
 from catalog.prepare import PrepareConfig, prepare
+from infra.errors import DataError
 
 
 def _gz(path, lines):

@@ -6,10 +6,10 @@ from collections import Counter
 import pytest
 import torch
 
-from infra.errors import Problems
 from catalog.sources import read_shared
 from eval.baselines import popularity_metrics
 from eval.sasrec import SASRec, SASRecConfig, backward_batch, right_pad, train_sasrec, training_batches
+from infra.errors import Problems
 from tests.conftest import shared_dataset
 
 

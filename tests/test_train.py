@@ -17,7 +17,6 @@ from pretrain.shards import read_manifest
 from tests.crash import kill_when
 
 
-
 @pytest.fixture(scope="module")
 def shards(collide_catalog, word_ids, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards") / "train"
@@ -31,6 +30,7 @@ def _launch_args(shards, tok, out, *extra) -> list:
 
 
 PORT = ["--master_port", 29500 + os.getpid() % 1000]
+ONE_PROCESS_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
 
 
 def _launch(shards, tok, out, *extra, procs=2):
@@ -100,21 +100,18 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_
 
 
 def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
-                          "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2", "--valid-catalog",
-                          str(collide_catalog), "--valid-ids", str(word_ids)],
-                         capture_output=True, text=True, timeout=600, env=env)
+                          "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2",
+                          "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids)],
+                         capture_output=True, text=True, timeout=600, env=ONE_PROCESS_ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 1 and summary["best"]["epoch"] == 0
     assert {"HR@10", "NDCG@10"} <= set(summary["test_at_best"])
 
 
-NO_DEEPSPEED = "import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; sys.exit(main())"
-
-
-ONE_PROCESS_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+NO_DEEPSPEED = ("import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; "
+                "sys.exit(main())")
 
 
 def _torch_engine_cmd(shards, tok, out, *extra) -> list:

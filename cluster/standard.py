@@ -1,0 +1,170 @@
+"""``idgenrec standard``: the paper's standard setting on one dataset, end to end, as one readable recipe.
+
+    data slice (optional) -> prepare -> tokenizer -> generator warm start -> item IDs (Algorithm 1)
+      -> shards -> recommender (validation selection, test at the best epoch) -> SASRec -> popularity
+
+Each step writes its own folder under ``out/`` and is skipped when that folder is complete, so a rerun continues
+where it stopped. The demo, the GPU run and the quality benchmark call this same function with other sizes: there
+is no second copy of the pipeline. The recommender phase takes any trainer config (``train_config`` YAML, or a
+``TrainConfig`` from code); with ``procs`` > 1 it runs under the deepspeed launcher, else in this process.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from catalog.prepare import PrepareConfig, prepare
+from catalog.sample import write_slice
+from catalog.store import read_catalog
+from catalog.tokenizer import TokenizerConfig, make_tokenizer
+from cluster.idjob import IDJobConfig, run_ids
+from eval.baselines import popularity_metrics
+from eval.runs import TrainingRun, read_sasrec, write_sasrec
+from eval.sasrec import SASRecConfig, train_sasrec
+from idgen.warmstart import WarmStartConfig, warmstart
+from infra.atomic import write_json
+from infra.config import config_to_args, config_to_dict, load_config
+from infra.device import resolve_device
+from pretrain.launch import launch_train
+from pretrain.shards import ShardsConfig, write_shards
+from pretrain.train import TrainConfig, train
+
+log = logging.getLogger("idgenrec.standard")
+METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
+
+
+@dataclass
+class StandardConfig:
+    """Everything the recipe does on one dataset (the recommender's own fields live in ``train_config``)."""
+
+    data: Path | None = None
+    out: Path | None = None
+    domain: str | None = None
+    users: int = 0
+    heldout: list[Path] = field(default_factory=list)
+    vocab_size: int = 8000
+    generator_size: str = "mini"
+    warmstart_steps: int = 3000
+    warmstart_batch: int = 32
+    warmstart_lr: float = 3e-3
+    source_tokens: int = 64
+    id_actors: int = 2
+    user_ids: bool = False
+    samples_per_shard: int = 2000
+    train_config: Path | None = None
+    init_from_generator: bool = False
+    procs: int = 1
+    sasrec: bool = True
+    sasrec_epochs: int = 200
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.users < 0 or self.procs < 1 or self.id_actors < 0:
+            raise ValueError("users and id_actors must be >= 0, procs >= 1")
+
+
+HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": "run folder (one subfolder per step)",
+        "domain": "dataset name (default: the folder's name)", "users": "a seeded slice of this many users (0: all)",
+        "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
+        "generator_size": "ID generator size (tiny, mini, small or a YAML path)",
+        "source_tokens": "item-text tokens the generator reads",
+        "id_actors": "Ray actors for the ID job (0: in this process, no Ray)",
+        "train_config": "YAML of the recommender phase (pretrain.train fields)",
+        "init_from_generator": "start the recommender from the warm-started generator (else: the train config's "
+                               "init, or a fresh model of its model_size)",
+        "procs": "recommender processes: > 1 runs the deepspeed launcher, 1 trains in this process",
+        "sasrec": "also train and evaluate the SASRec baseline on the same split",
+        "device": "auto (a GPU when present), cpu or cuda"}
+
+
+def recommender_config(cfg: StandardConfig, out: Path, base: TrainConfig | None = None) -> TrainConfig:
+    """The trainer's config: ``base`` (or the ``train_config`` file) with this run's data and folders."""
+    base = base or (load_config(TrainConfig, cfg.train_config) if cfg.train_config else TrainConfig())
+    init = out / "generator" if cfg.init_from_generator else base.init
+    return replace(base, shards=out / "shards", out=out / "recommender", init=init,
+                   tokenizer=None if init else out / "generator", valid_catalog=out / "catalog", valid_ids=out / "ids")
+
+
+def _step(name: str, done: bool) -> bool:
+    log.info("[%s] %s", name, "done already: skipped" if done else "running")
+    return not done
+
+
+def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm: dict | None = None) -> dict:
+    """Run (or continue) every step; return and write ``standard.json``: test metrics of ours, SASRec and
+    popularity on the same users, with seconds per step. ``warm`` overrides warm-start fields (e.g. bf16)."""
+    if cfg.data is None or cfg.out is None:
+        raise ValueError("standard needs data and out")
+    out, seconds = Path(cfg.out), {}
+    domain = cfg.domain or Path(cfg.data).resolve().name
+    device = str(resolve_device(cfg.device))
+
+    def timed(name: str, fn) -> None:
+        t = time.time()
+        fn()
+        seconds[name] = round(time.time() - t, 1)
+
+    data = Path(cfg.data)
+    if cfg.users:
+        if _step("data slice", (out / "data" / "user_sequence.txt").exists()):
+            timed("slice", lambda: write_slice(Path(cfg.data), out / "data", cfg.users, seed=cfg.seed))
+        data = out / "data"
+    if _step("prepare", (out / "catalog" / "stats.json").exists()):
+        timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain)))
+    if _step("tokenizer", (out / "tokenizer" / "tokenizer.json").exists()):
+        timed("tokenizer", lambda: make_tokenizer(TokenizerConfig(
+            catalog=[out / "catalog"], out=out / "tokenizer", vocab_size=cfg.vocab_size, heldout=cfg.heldout,
+            seed=cfg.seed)))
+    if _step("generator warm start", (out / "generator" / "warmstart.json").exists()):
+        timed("warm start", lambda: warmstart(WarmStartConfig(
+            catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator",
+            model_size=cfg.generator_size, steps=cfg.warmstart_steps, batch_size=cfg.warmstart_batch,
+            lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, heldout=cfg.heldout, seed=cfg.seed,
+            device=device, **(warm or {}))))
+    if _step("item IDs", (out / "ids" / "item_ids.parquet").exists()):
+        timed("item IDs", lambda: run_ids(IDJobConfig(
+            catalog=out / "catalog", out=out / "ids", model=out / "generator", actors=cfg.id_actors,
+            max_source_tokens=cfg.source_tokens, user_ids=cfg.user_ids, device=device)))
+    if _step("shards", (out / "shards" / "manifest.json").exists()):
+        timed("shards", lambda: write_shards(ShardsConfig(
+            catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards", user_ids=cfg.user_ids,
+            samples_per_shard=cfg.samples_per_shard, seed=cfg.seed)))
+    tcfg = recommender_config(cfg, out, train_cfg)
+    run = TrainingRun(tcfg.out)
+    if _step("recommender", run.done()):
+        timed("recommender", lambda: _train(tcfg, cfg.procs))
+    summary = run.summary()
+    cat = read_catalog(out / "catalog")
+    result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
+              "ours": {"test": summary.get("test_at_best"), "best": summary["best"],
+                       "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
+                       "valid": next((h.get("valid") for h in summary["history"]
+                                      if h["epoch"] == summary["best"]["epoch"]), None)},
+              "popularity": {"test": popularity_metrics(cat.sequences, "test"),
+                             "valid": popularity_metrics(cat.sequences, "valid")}}
+    if cfg.sasrec:
+        result["sasrec"] = _sasrec(cfg, cat, out / "sasrec", domain, device, seconds)
+    result |= {"seconds": seconds, "config": config_to_dict(cfg), "train_config": config_to_dict(tcfg)}
+    write_json(out / "standard.json", result)
+    return result
+
+
+def _train(tcfg: TrainConfig, procs: int) -> None:
+    if procs > 1:
+        launch_train(procs, config_to_args(tcfg), check=True)
+    else:
+        train(tcfg)
+
+
+def _sasrec(cfg: StandardConfig, cat, folder: Path, domain: str, device: str, seconds: dict) -> dict:
+    if _step("SASRec", read_sasrec(folder) is not None):
+        t = time.time()
+        r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=cfg.sasrec_epochs, seed=cfg.seed,
+                                                                    device=device))
+        write_sasrec(folder, {"dataset": domain, **r})
+        seconds["sasrec"] = round(time.time() - t, 1)
+    r = read_sasrec(folder)
+    return {k: r[k] for k in ("valid", "test", "best_epoch", "epochs_run", "converged", "seconds")}
