@@ -57,6 +57,18 @@ def published_ids(cat) -> list[str]:
     return ids
 
 
+def beauty_published(work: Path):
+    """(catalog, published IDs, tokenizer trained on their text) of real Beauty: the decoding benches' setting."""
+    from catalog.tokenizer import build_tokenizer, load_tokenizer
+
+    cat = prepared("Beauty", work)
+    ids = published_ids(cat)
+    tok_dir = work / "tokenizer_beauty"
+    if not (tok_dir / "tokenizer.json").exists():
+        build_tokenizer(cat.texts + ids, tok_dir, vocab_size=8000)
+    return cat, ids, load_tokenizer(tok_dir)
+
+
 def stock_generate_kwargs(beams: int, max_depth: int) -> dict:
     """transformers ``generate`` arguments of the stock approach: plain beam search, all beams returned."""
     return dict(num_beams=beams, num_return_sequences=beams, max_new_tokens=max_depth, early_stopping=True,

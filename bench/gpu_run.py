@@ -23,7 +23,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +33,7 @@ from speed import decoding_speed, id_generation_speed, training_speed  # noqa: E
 import torch  # noqa: E402
 
 log = logging.getLogger("idgenrec.gpu_run")
+RECIPE = REPO / "configs" / "beauty.yaml"  # the recommender recipe (the same defaults as a user's Beauty run)
 
 
 @dataclass
@@ -68,6 +69,7 @@ SMOKE = Sizes(users=80, vocab_size=600, generator="tiny", warmstart_steps=300, w
 
 def quality(args, sz: Sizes, work: Path, device: torch.device) -> dict:
     from cluster.standard import StandardConfig, run_standard
+    from infra.config import load_config
     from pretrain.train import TrainConfig
 
     cuda = device.type == "cuda"
@@ -75,9 +77,9 @@ def quality(args, sz: Sizes, work: Path, device: torch.device) -> dict:
                          generator_size=sz.generator, warmstart_steps=sz.warmstart_steps,
                          warmstart_batch=sz.warmstart_batch, warmstart_lr=sz.warmstart_lr, id_actors=0,
                          samples_per_shard=20000, procs=1, sasrec_epochs=sz.sasrec_epochs, device=str(device))
-    rec = TrainConfig(model_size=sz.recommender, engine="torch", zero_stage=0, micro_batch=sz.micro_batch, lr=1e-3,
-                      warmup_steps=100, epochs=sz.train_epochs, save_every=10 ** 9, log_every=50, bf16=cuda,
-                      eval_batch_size=sz.eval_batch, time_budget_s=sz.train_budget_s)
+    rec = replace(load_config(TrainConfig, RECIPE), model_size=sz.recommender, engine="torch", zero_stage=0,
+                  micro_batch=sz.micro_batch, epochs=sz.train_epochs, save_every=10 ** 9, log_every=50, bf16=cuda,
+                  eval_batch_size=sz.eval_batch, time_budget_s=sz.train_budget_s)  # the recipe, sized
     return run_standard(std, rec, warm={"bf16": cuda})
 
 

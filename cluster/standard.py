@@ -50,8 +50,12 @@ class StandardConfig:
     warmstart_batch: int = 32
     warmstart_lr: float = 3e-3
     source_tokens: int = 64
+    max_tag_words: int = 8
     id_actors: int = 2
+    id_window: int = 10
     user_ids: bool = False
+    max_history: int = 20
+    grounding: list[str] = field(default_factory=list)
     samples_per_shard: int = 2000
     train_config: Path | None = None
     init_from_generator: bool = False
@@ -71,6 +75,10 @@ HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": 
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
         "generator_size": "ID generator size (tiny, mini, small or a YAML path)",
         "source_tokens": "item-text tokens the generator reads",
+        "max_tag_words": "words of the warm-start targets (how long the generator's IDs are)",
+        "id_window": "Algorithm 1's first length window [1, id_window] tokens (then [w, 2w], ...)",
+        "max_history": "history items in a prompt (the most recent)",
+        "grounding": "grounding tasks mixed into the shards: text_to_id, id_to_title",
         "id_actors": "Ray actors for the ID job (0: in this process, no Ray)",
         "train_config": "YAML of the recommender phase (pretrain.train fields)",
         "init_from_generator": "start the recommender from the warm-started generator (else: the train config's "
@@ -93,27 +101,41 @@ def _step(name: str, done: bool) -> bool:
     return not done
 
 
-def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm: dict | None = None) -> dict:
-    """Run (or continue) every step; return and write ``standard.json``: test metrics of ours, SASRec and
-    popularity on the same users, with seconds per step. ``warm`` overrides warm-start fields (e.g. bf16)."""
-    if cfg.data is None or cfg.out is None:
-        raise ValueError("standard needs data and out")
-    out, seconds = Path(cfg.out), {}
-    domain = cfg.domain or Path(cfg.data).resolve().name
-    device = str(resolve_device(cfg.device))
-
+def _timer(seconds: dict):
     def timed(name: str, fn) -> None:
         t = time.time()
         fn()
         seconds[name] = round(time.time() - t, 1)
 
+    return timed
+
+
+def prepare_data(cfg: StandardConfig, seconds: dict | None = None):
+    """The first steps: the seeded slice (when ``users``) and the catalog; returns the catalog."""
+    if cfg.data is None or cfg.out is None:
+        raise ValueError("standard needs data and out")
+    out, timed = Path(cfg.out), _timer({} if seconds is None else seconds)
     data = Path(cfg.data)
     if cfg.users:
         if _step("data slice", (out / "data" / "user_sequence.txt").exists()):
             timed("slice", lambda: write_slice(Path(cfg.data), out / "data", cfg.users, seed=cfg.seed))
         data = out / "data"
     if _step("prepare", (out / "catalog" / "stats.json").exists()):
-        timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain)))
+        timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain_of(cfg))))
+    return read_catalog(out / "catalog")
+
+
+def domain_of(cfg: StandardConfig) -> str:
+    return cfg.domain or Path(cfg.data).resolve().name
+
+
+def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm: dict | None = None) -> dict:
+    """Run (or continue) every step; return and write ``standard.json``: test metrics of ours, SASRec and
+    popularity on the same users, with seconds per step. ``warm`` overrides warm-start fields (e.g. bf16)."""
+    seconds: dict = {}
+    cat = prepare_data(cfg, seconds)
+    out, timed, domain = Path(cfg.out), _timer(seconds), domain_of(cfg)
+    device = str(resolve_device(cfg.device))
     if _step("tokenizer", (out / "tokenizer" / "tokenizer.json").exists()):
         timed("tokenizer", lambda: make_tokenizer(TokenizerConfig(
             catalog=[out / "catalog"], out=out / "tokenizer", vocab_size=cfg.vocab_size, heldout=cfg.heldout,
@@ -122,22 +144,23 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
         timed("warm start", lambda: warmstart(WarmStartConfig(
             catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator",
             model_size=cfg.generator_size, steps=cfg.warmstart_steps, batch_size=cfg.warmstart_batch,
-            lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, heldout=cfg.heldout, seed=cfg.seed,
-            device=device, **(warm or {}))))
+            lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, max_tag_words=cfg.max_tag_words,
+            heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))))
     if _step("item IDs", (out / "ids" / "item_ids.parquet").exists()):
         timed("item IDs", lambda: run_ids(IDJobConfig(
             catalog=out / "catalog", out=out / "ids", model=out / "generator", actors=cfg.id_actors,
-            max_source_tokens=cfg.source_tokens, user_ids=cfg.user_ids, device=device)))
+            max_source_tokens=cfg.source_tokens, user_ids=cfg.user_ids, max_history=cfg.max_history,
+            window_width=cfg.id_window, device=device)))
     if _step("shards", (out / "shards" / "manifest.json").exists()):
         timed("shards", lambda: write_shards(ShardsConfig(
             catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards", user_ids=cfg.user_ids,
-            samples_per_shard=cfg.samples_per_shard, seed=cfg.seed)))
+            max_history=cfg.max_history, grounding=cfg.grounding, samples_per_shard=cfg.samples_per_shard,
+            seed=cfg.seed)))
     tcfg = recommender_config(cfg, out, train_cfg)
     run = TrainingRun(tcfg.out)
     if _step("recommender", run.done()):
         timed("recommender", lambda: _train(tcfg, cfg.procs))
     summary = run.summary()
-    cat = read_catalog(out / "catalog")
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
               "ours": {"test": summary.get("test_at_best"), "best": summary["best"],
                        "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
@@ -160,11 +183,11 @@ def _train(tcfg: TrainConfig, procs: int) -> None:
 
 
 def _sasrec(cfg: StandardConfig, cat, folder: Path, domain: str, device: str, seconds: dict) -> dict:
+    sasrec_cfg = SASRecConfig(epochs=cfg.sasrec_epochs, seed=cfg.seed, device=device)
     if _step("SASRec", read_sasrec(folder) is not None):
         t = time.time()
-        r = train_sasrec(cat.sequences, cat.item_ids, SASRecConfig(epochs=cfg.sasrec_epochs, seed=cfg.seed,
-                                                                    device=device))
-        write_sasrec(folder, {"dataset": domain, **r})
+        write_sasrec(folder, {"dataset": domain, **train_sasrec(cat.sequences, cat.item_ids, sasrec_cfg)})
         seconds["sasrec"] = round(time.time() - t, 1)
     r = read_sasrec(folder)
-    return {k: r[k] for k in ("valid", "test", "best_epoch", "epochs_run", "converged", "seconds")}
+    keep = {k: r[k] for k in ("valid", "test", "best_epoch", "epochs_run", "converged", "seconds")}
+    return keep | {"config": config_to_dict(sasrec_cfg)}

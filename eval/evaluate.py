@@ -34,6 +34,7 @@ class EvalConfig:
     out: Path | None = None
     split: str = "test"
     beams: int = 20
+    length_penalty: float = 1.0
     batch_size: int = 64
     max_history: int = 20
     max_source_tokens: int = 512
@@ -52,7 +53,9 @@ class EvalConfig:
 
 HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
-        "split": "valid or test", "beams": "beam width (>= 10)", "user_ids": "put user IDs in the prompts",
+        "split": "valid or test", "beams": "beam width (>= 10)",
+        "length_penalty": "beam score = sum of token log-probabilities / length ** this (0: the ID's probability)",
+        "user_ids": "put user IDs in the prompts",
         "exclude_history": "drop items already in the user's history from the ranking (the paper does not)",
         "max_users": "evaluate only the first N eligible users (0 = all), for quick looks",
         "device": "auto (a GPU when present), cpu or cuda"}
@@ -80,7 +83,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         enc = tok(prompts[start:start + cfg.batch_size], truncation=True, max_length=cfg.max_source_tokens,
                   padding=True, return_tensors="pt").to(device)
         top = recommend(model, enc["input_ids"], enc["attention_mask"], trie, cfg.beams, cfg.beams,
-                        tok.eos_token_id, tok.pad_token_id)
+                        tok.eos_token_id, tok.pad_token_id, cfg.length_penalty)
         for n, (row, sc) in enumerate(zip(top.items.tolist(), top.scores.tolist())):
             seen = set(todo[start + n].history) if cfg.exclude_history else ()
             kept = [(cat.item_ids[i], v) for i, v in zip(row, sc) if i >= 0 and cat.item_ids[i] not in seen]

@@ -20,6 +20,7 @@ import torch
 T = TypeVar("T")
 
 from pretrain.shards import rank_sample_counts, rank_samples
+from recommender.prompts import epoch_template, render_prompt
 
 
 def micro_steps_per_epoch(shards_dir: Path, world: int, micro_batch: int, grad_accum: int) -> int:
@@ -61,9 +62,20 @@ class Batch:
     tensors: dict[str, torch.Tensor]  # input_ids, attention_mask, labels (pad -> -100)
 
 
+def prompt(sample: dict, redraw: tuple[int, int] | None) -> str:
+    """A sample's prompt: as written in the shard, or, with ``redraw = (seed, epoch)``, a recommendation sample
+    rendered again with the template this epoch draws for it (grounding samples keep theirs)."""
+    meta = sample["meta"]
+    if redraw is None or meta.get("task", "rec") != "rec" or "history" not in meta:
+        return sample["src"]
+    return render_prompt(meta["history"], meta.get("user_id"), epoch_template(*redraw, sample["key"]))
+
+
 def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_tokens: int, max_target_tokens: int,
-                      group_window: int, seed: int, workers: int = 0) -> Iterator[Batch]:
-    """This rank's micro-batches, length-grouped (``group_window`` > 1) and tokenized in a background thread."""
+                      group_window: int, seed: int, workers: int = 0,
+                      redraw: tuple[int, int] | None = None) -> Iterator[Batch]:
+    """This rank's micro-batches, length-grouped (``group_window`` > 1), prompts optionally re-drawn (``redraw``:
+    (seed, epoch)), tokenized in a background thread."""
     from seq2seq.batching import seq2seq_batch
 
     raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)
@@ -72,7 +84,7 @@ def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_
     pin = torch.cuda.is_available()  # pinned host memory: the copy to the GPU can overlap compute
 
     def make(b: list[dict]) -> Batch:
-        t = seq2seq_batch(tokenizer, [s["src"] for s in b], [s["tgt"] for s in b], max_source_tokens,
+        t = seq2seq_batch(tokenizer, [prompt(s, redraw) for s in b], [s["tgt"] for s in b], max_source_tokens,
                           max_target_tokens)
         return Batch([s["key"] for s in b], {k: v.pin_memory() if pin else v for k, v in t.items()})
 

@@ -24,14 +24,24 @@ def warmup_decay_lr(step: int, lr: float, warmup: int, total: int) -> float:
     return lr * max(0.0, (total - step) / max(total - warmup, 1))
 
 
+def warmup_decay_fraction(done: float, lr: float, warmup: float) -> float:
+    """The same shape over the fraction ``done`` of a run (0 to 1), ``warmup`` a fraction too: how the schedule
+    follows a time budget, so that the learning rate reaches 0 when the budget ends."""
+    if warmup > 0 and done < warmup:
+        return lr * done / warmup
+    return lr * max(0.0, (1.0 - done) / max(1.0 - warmup, 1e-9))
+
+
 class TorchEngine:
-    def __init__(self, model: torch.nn.Module, device: torch.device, lr: float, weight_decay: float, warmup: int,
-                 total_steps: int, clip: float, grad_accum: int, bf16: bool):
+    """``param_groups`` as torch optimizers take them; ``budget``: a clock giving the fraction of a time budget
+    spent, which the schedule then follows (whichever of steps and time runs out first)."""
+
+    def __init__(self, model: torch.nn.Module, param_groups: list[dict], device: torch.device, lr: float, warmup: int,
+                 total_steps: int, clip: float, grad_accum: int, bf16: bool, budget=None):
         self.module, self.device = model.to(device), device
         self.lr, self.warmup, self.total, self.clip, self.grad_accum = lr, warmup, total_steps, clip, grad_accum
-        self.bf16 = bf16
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
-                                           fused=True if device.type == "cuda" else None)
+        self.bf16, self.budget = bf16, budget
+        self.optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=True if device.type == "cuda" else None)
         self.global_steps, self.micro_steps = 0, 0
 
     def __call__(self, **inputs):
@@ -54,6 +64,9 @@ class TorchEngine:
         self.global_steps += 1
 
     def get_lr(self) -> list[float]:
+        if self.budget is not None:
+            done = max(self.budget(), self.global_steps / max(self.total, 1))
+            return [warmup_decay_fraction(min(done, 1.0), self.lr, self.warmup / max(self.total, 1))]
         return [warmup_decay_lr(self.global_steps, self.lr, min(self.warmup, self.total), self.total)]
 
     def zero_optimization_stage(self) -> int:

@@ -13,6 +13,7 @@ import io
 import json
 import random
 import tarfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,7 @@ from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerpr
 from catalog.split import samples
 from catalog.store import read_catalog
 from infra.atomic import atomic_dir
-from recommender.prompts import pick_template, render_prompt
+from recommender.prompts import GROUNDING_TASKS, grounding_prompt, pick_template, render_prompt
 
 MANIFEST = "manifest.json"
 
@@ -35,21 +36,31 @@ class ShardsConfig:
     max_history: int = 20
     user_ids: bool = False
     split: str = "train"
+    grounding: list[str] = field(default_factory=list)
+    grounding_max_words: int = 24
     seed: int = 0
 
     def check(self) -> None:
         if len(self.catalog) != len(self.ids):
             raise ValueError(f"give one --ids per --catalog (got {len(self.catalog)} catalogs, {len(self.ids)} ids)")
+        unknown = set(self.grounding) - set(GROUNDING_TASKS)
+        if unknown:
+            raise ValueError(f"unknown grounding task(s) {sorted(unknown)}: choose from {GROUNDING_TASKS}")
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be >= 1")
 
 
 HELP = {"catalog": "catalog directories", "ids": "ID directories, one per catalog", "out": "shard folder to write",
-        "user_ids": "put user IDs in the prompts", "split": "train (default) or valid/test"}
+        "user_ids": "put user IDs in the prompts", "split": "train (default) or valid/test",
+        "grounding": f"grounding tasks mixed in, one sample per item each (train split): {GROUNDING_TASKS}",
+        "grounding_max_words": "words of item text (text_to_id) or title (id_to_title) in grounding samples"}
 
 
 def build_samples(cfg: ShardsConfig) -> list[dict]:
-    """All samples of ``cfg.split`` over the catalogs, templated, in a seeded random order."""
+    """All samples of ``cfg.split`` over the catalogs (and the grounding samples), in a seeded random order.
+
+    A recommendation sample keeps its parts in ``meta`` (history IDs, user ID, template), so that the trainer can
+    render it again with another template every epoch."""
     rng = random.Random(cfg.seed)
     out: list[dict] = []
     for cat_dir, ids_dir in zip(cfg.catalog, cfg.ids):
@@ -59,10 +70,24 @@ def build_samples(cfg: ShardsConfig) -> list[dict]:
         for s in samples(cat.sequences, cfg.split, cfg.max_history):
             t = pick_template(rng)
             user = cat.users[s.user]
-            out.append({"src": render_prompt([id_of[i] for i in s.history], users.get((user, s.position)), t),
-                        "tgt": id_of[s.target], "meta": {"domain": cat.user_domains[s.user], "user": user,
-                                                         "position": s.position, "template": t, "target": s.target}})
+            history, user_id = [id_of[i] for i in s.history], users.get((user, s.position))
+            out.append({"src": render_prompt(history, user_id, t), "tgt": id_of[s.target], "meta": {
+                "task": "rec", "domain": cat.user_domains[s.user], "user": user, "position": s.position,
+                "template": t, "target": s.target, "history": history, "user_id": user_id}})
+        if cfg.split == "train":
+            out += grounding_samples(cat, id_of, cfg.grounding, cfg.grounding_max_words)
     rng.shuffle(out)
+    return out
+
+
+def grounding_samples(cat, id_of: dict[str, str], tasks: list[str], max_words: int) -> list[dict]:
+    """One sample per item and task: what the ID words mean (item text -> ID, ID -> title)."""
+    out = []
+    for item, domain, fields, text in zip(cat.item_ids, cat.domains, cat.fields, cat.texts):
+        title = str(fields.get("title") or fields.get("name") or text)
+        for task in tasks:
+            src, tgt = grounding_prompt(task, text, id_of[item], title, max_words)
+            out.append({"src": src, "tgt": tgt, "meta": {"task": task, "domain": domain, "target": item}})
     return out
 
 
@@ -79,6 +104,7 @@ def write_shards(cfg: ShardsConfig) -> dict:
     config_hash = hashlib.sha256(json.dumps({k: str(v) for k, v in vars(cfg).items() if k != "out"},
                                             sort_keys=True).encode()).hexdigest()[:16]
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
+                "per_task": dict(sorted(Counter(r["meta"]["task"] for r in rows).items())),
                 "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids, "max_history": cfg.max_history,
                 "id_tables": [
                     {"catalog": str(c), "ids": str(i), "ids_hash": ids_hash(i),

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+CPU_RECIPE = Path(__file__).resolve().parent / "recipes" / "quality_cpu.yaml"  # measured by bench/quality.py
 log = logging.getLogger("idgenrec.train")
 
 
@@ -66,6 +67,13 @@ class TrainConfig:
     length_group_window: int = 32
     time_budget_s: float = 0.0
     max_steps: int = 0
+    warmup_ratio: float = 0.0
+    label_smoothing: float = 0.1
+    dropout: float | None = None
+    decay_norms: bool = False
+    redraw_templates: bool = False
+    eval_length_penalty: float = 1.0
+    valid_max_users: int = 0
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -92,7 +100,48 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "engine": "deepspeed (any number of processes, ZeRO) or torch (one process, no DeepSpeed)",
         "length_group_window": "micro-batches whose samples are sorted by length together (0: off)",
         "time_budget_s": "one process only: end training (as if at an epoch end) after this many seconds (0: none)",
-        "max_steps": "end training (as if at an epoch end) after this many optimizer steps (0: none)"}
+        "max_steps": "end training (as if at an epoch end) after this many optimizer steps (0: none)",
+        "warmup_ratio": ("warmup as a fraction of the run (> 0 overrides warmup_steps); with a time budget, of "
+                         "the budget"),
+        "label_smoothing": "label smoothing of the target-token cross-entropy",
+        "dropout": "dropout rate of the model (default: the checkpoint's or the size's)",
+        "decay_norms": "apply weight decay to layer norms and biases too (default: only to weight matrices)",
+        "redraw_templates": "draw every recommendation sample's prompt template again each epoch",
+        "eval_length_penalty": "beam score = log p / length ** this, in validation and test decoding",
+        "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)"}
+
+
+def warmup_of(cfg: TrainConfig, total_steps: int) -> int:
+    """Warmup optimizer steps: a fraction of the run when ``warmup_ratio`` is set, else ``warmup_steps``."""
+    return round(cfg.warmup_ratio * total_steps) if cfg.warmup_ratio > 0 else min(cfg.warmup_steps, total_steps)
+
+
+def param_groups(model, weight_decay: float, decay_norms: bool) -> list[dict]:
+    """Weight decay on weight matrices only (layer norms and biases, the 1-D parameters, are left alone, as in
+    common practice), unless ``decay_norms``."""
+    decay, keep = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if decay_norms or p.ndim >= 2 else keep).append(p)
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def set_dropout(model, rate: float) -> None:
+    """Every dropout of the model at ``rate`` (and its config, so that an export keeps it)."""
+    model.config.dropout_rate = rate
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = rate
+
+
+def seq2seq_loss(output, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """The model's own cross-entropy, or a label-smoothed one over the same target tokens."""
+    if not label_smoothing:
+        return output.loss
+    logits = output.logits.float()
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100,
+                                             label_smoothing=label_smoothing)
 
 
 def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
@@ -102,7 +151,7 @@ def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
         "gradient_clipping": cfg.clip,
         "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "torch_adam": True}},
         "scheduler": {"type": "WarmupDecayLR", "params": {
-            "warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr, "warmup_num_steps": min(cfg.warmup_steps, total_steps),
+            "warmup_min_lr": 0.0, "warmup_max_lr": cfg.lr, "warmup_num_steps": warmup_of(cfg, total_steps),
             "total_num_steps": max(total_steps, 1), "warmup_type": "linear"}},
         "zero_optimization": {"stage": cfg.zero_stage},
         "bf16": {"enabled": cfg.bf16},
@@ -153,20 +202,22 @@ class _null:
 
 def _start_engine(cfg: TrainConfig, model, total_steps: int):
     """(engine, rank, world): DeepSpeed (initializing the process group) or the one-process TorchEngine."""
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_norms)
     if cfg.engine == "torch":
         from pretrain.engine import TorchEngine
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("engine torch runs in one process; use engine deepspeed under a launcher")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return TorchEngine(model, device, cfg.lr, cfg.weight_decay, cfg.warmup_steps, total_steps, cfg.clip,
-                           cfg.grad_accum, cfg.bf16), 0, 1
+        start = time.time()
+        budget = (lambda: (time.time() - start) / cfg.time_budget_s) if cfg.time_budget_s else None
+        return TorchEngine(model, groups, device, cfg.lr, warmup_of(cfg, total_steps), total_steps, cfg.clip,
+                           cfg.grad_accum, cfg.bf16, budget), 0, 1
     import deepspeed
     import torch.distributed as dist
 
     _skip_shm_comm_build()
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                           config=ds_config(cfg, total_steps))
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=ds_config(cfg, total_steps))
     return engine, dist.get_rank(), dist.get_world_size()
 
 
@@ -196,13 +247,21 @@ def initial_model(cfg: TrainConfig):
         tok = load_tokenizer(cfg.tokenizer)
         mcfg = model_config(cfg.model_size or "tiny")
         mcfg.seed = cfg.seed
-        return build_model(mcfg, tok), tok
+        return _for_training(build_model(mcfg, tok), cfg), tok
     model, tok = load_model_and_tokenizer(cfg.init)
     if cfg.tokenizer is not None:
         require_same_tokenizer(tok, f"init {cfg.init}", load_tokenizer(cfg.tokenizer), f"tokenizer {cfg.tokenizer}")
     if cfg.model_size is not None:
         check_size(model, cfg.model_size, f"init {cfg.init}")
-    return model, tok
+    return _for_training(model, cfg), tok
+
+
+def _for_training(model, cfg: TrainConfig):
+    """Training mode (a loaded checkpoint comes in eval mode, in which its dropout would silently be off) with the
+    config's dropout."""
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
+    return model.train()
 
 
 def check_lineage(cfg: TrainConfig) -> None:
@@ -279,7 +338,8 @@ def train(cfg: TrainConfig) -> dict:
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"]
         batches = tokenized_batches(cfg.shards, cfg.micro_batch, tok, cfg.max_source_tokens, cfg.max_target_tokens,
-                                    cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers)
+                                    cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers,
+                                    (cfg.seed, epoch) if cfg.redraw_templates else None)
         for _ in range(state["micro_step"]):  # already done before the checkpoint we resumed from
             next(batches, None)
         bar = progress(total=micro_per_epoch, initial=state["micro_step"], desc=f"epoch {epoch}", unit="step",
@@ -292,7 +352,8 @@ def train(cfg: TrainConfig) -> dict:
                 batch = empty
             inputs = {k: v.to(device, non_blocking=True) for k, v in batch.tensors.items()}
             torch.manual_seed(cfg.seed + 1_000_003 * epoch + 7919 * state["micro_step"] + rank)  # dropout
-            loss = engine(**inputs).loss  # under bf16 DeepSpeed holds the model in bf16 itself
+            # under bf16 DeepSpeed holds the model in bf16 itself
+            loss = seq2seq_loss(engine(**inputs), inputs["labels"], cfg.label_smoothing)
             engine.backward(loss * (1.0 if real else 0.0))
             engine.step()
             state["micro_step"] += 1
@@ -379,6 +440,8 @@ def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
     manifest = read_manifest(cfg.shards)
     m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
                             split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
+                            length_penalty=cfg.eval_length_penalty,
+                            max_users=cfg.valid_max_users if split == "valid" else 0,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", 20),
                             device="auto"))
     return {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}

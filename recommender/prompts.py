@@ -1,6 +1,7 @@
 """Prompts for sequential recommendation, in the spirit of P5 and the paper, with no dataset name in them, so a
-model moves across platforms. Training picks a template at random per sample (seeded); evaluation uses a fixed one.
-The history is item IDs oldest first, separated by " ; " so the recommender can tell items apart.
+model moves across platforms. Training picks a template at random per sample (seeded; optionally drawn again every
+epoch); evaluation uses a fixed one. The history is item IDs oldest first, separated by " ; " so the recommender can
+tell items apart. Grounding prompts teach what the ID words mean: an item's text -> its ID, an ID -> its title.
 """
 from __future__ import annotations
 
@@ -35,3 +36,21 @@ def render_prompt(history: Sequence[str], user_id: str | None = None, template: 
 
 def pick_template(rng: random.Random) -> int:
     return rng.randrange(len(TEMPLATES))
+
+
+def epoch_template(seed: int, epoch: int, key: str) -> int:
+    """The template of sample ``key`` in ``epoch``: drawn again every epoch, the same on every rank and rerun."""
+    return random.Random(f"{seed}:{epoch}:{key}").randrange(len(TEMPLATES))
+
+
+GROUNDING_TASKS = ("text_to_id", "id_to_title")
+
+
+def grounding_prompt(task: str, item_text: str, item_id: str, title: str, max_words: int = 32) -> tuple[str, str]:
+    """(prompt, target) of a grounding task: ``text_to_id`` (the item's text, lower-cased and cut to ``max_words``
+    words -> its ID) or ``id_to_title`` (the ID -> the first ``max_words`` words of its title)."""
+    if task == "text_to_id":
+        return f"item : {' '.join(item_text.lower().split()[:max_words])} ; what is its id ?", item_id
+    if task == "id_to_title":
+        return f"what is item {item_id} ?", " ".join(title.lower().split()[:max_words])
+    raise ValueError(f"unknown grounding task {task!r}: one of {GROUNDING_TASKS}")

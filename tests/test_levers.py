@@ -1,0 +1,95 @@
+"""The quality recipe's levers on tiny data: grounding samples in the shards with the right targets, templates drawn
+again every epoch, a schedule that ends with the time budget, label smoothing, weight decay groups, dropout."""
+import pytest
+import torch
+
+from catalog.id_table import ITEM_TABLE, read_id_table
+from catalog.store import read_catalog
+from pretrain.data import prompt
+from pretrain.engine import TorchEngine, warmup_decay_fraction
+from pretrain.shards import ShardsConfig, rank_samples, read_manifest, write_shards
+from pretrain.train import param_groups, seq2seq_loss, set_dropout
+from recommender.prompts import TEMPLATES, grounding_prompt
+from tests.models import tiny_t5
+
+
+@pytest.fixture(scope="module")
+def grounded(collide_catalog, word_ids, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grounded") / "shards"
+    write_shards(ShardsConfig(catalog=[collide_catalog], ids=[word_ids], out=out, samples_per_shard=50,
+                              grounding=["text_to_id", "id_to_title"]))
+    return out, {s["key"]: s for s in rank_samples(out)}
+
+
+def test_grounding_samples_have_the_right_targets(grounded, collide_catalog, word_ids):
+    out, shards = grounded
+    cat = read_catalog(collide_catalog)
+    ids = dict(zip(*(read_id_table(word_ids / ITEM_TABLE)[k] for k in ("item_id", "id"))))
+    assert read_manifest(out)["per_task"] == {"id_to_title": 48, "rec": 60, "text_to_id": 48}
+    by_task: dict[str, list] = {}
+    for s in shards.values():
+        by_task.setdefault(s["meta"]["task"], []).append(s)
+    for s in by_task["text_to_id"]:  # item text -> that item's ID
+        item = s["meta"]["target"]
+        assert s["tgt"] == ids[item] and s["src"].startswith("item : ") and "what is its id" in s["src"]
+    titles = {i: f["title"] for i, f in zip(cat.item_ids, cat.fields)}
+    for s in by_task["id_to_title"]:  # ID -> that item's title
+        item = s["meta"]["target"]
+        assert s["src"] == f"what is item {ids[item]} ?" and s["tgt"] == titles[item].lower()
+    assert {s["meta"]["target"] for s in by_task["text_to_id"]} == set(cat.item_ids)  # every item once
+    assert grounding_prompt("id_to_title", "x", "red car", "A Very Long Title Indeed", max_words=2)[1] == "a very"
+
+
+def test_templates_are_drawn_again_every_epoch(grounded):
+    _, shards = grounded
+    rec = [s for s in shards.values() if s["meta"]["task"] == "rec"]
+    epoch0 = [prompt(s, (0, 0)) for s in rec]
+    assert epoch0 == [prompt(s, (0, 0)) for s in rec]  # deterministic for an epoch (ranks, reruns)
+    epoch1 = [prompt(s, (0, 1)) for s in rec]
+    assert sum(a != b for a, b in zip(epoch0, epoch1)) > len(rec) // 2  # most samples change template
+    assert all(" ; ".join(s["meta"]["history"]) in p for s, p in zip(rec, epoch1))  # same history, other words
+    assert len({p.replace(" ; ".join(s["meta"]["history"]), "") for s, p in zip(rec, epoch1)}) > 3
+    ground = [s for s in shards.values() if s["meta"]["task"] != "rec"]
+    assert all(prompt(s, (0, 1)) == s["src"] for s in ground)  # grounding prompts stay
+    assert all(prompt(s, None) == s["src"] for s in rec)  # off: the shard's own prompt
+    assert len(TEMPLATES) == 10
+
+
+def test_schedule_ends_when_the_time_budget_ends():
+    assert warmup_decay_fraction(0.0, 1.0, 0.1) == 0.0
+    assert warmup_decay_fraction(0.1, 1.0, 0.1) == pytest.approx(1.0)
+    assert warmup_decay_fraction(0.55, 1.0, 0.1) == pytest.approx(0.5)
+    assert warmup_decay_fraction(1.0, 1.0, 0.1) == 0.0
+    spent = [0.0]
+    model = tiny_t5()
+    engine = TorchEngine(model, param_groups(model, 0.01, False), torch.device("cpu"), lr=1e-3, warmup=10,
+                         total_steps=1000, clip=1.0, grad_accum=1, bf16=False, budget=lambda: spent[0])
+    spent[0] = 0.5  # half the budget spent after 0 of 1000 steps: time leads the schedule
+    assert engine.get_lr()[0] == pytest.approx(1e-3 * 0.5 / 0.99)
+    spent[0] = 1.0
+    assert engine.get_lr()[0] == 0.0  # the budget is over: the learning rate has reached 0
+
+
+def test_label_smoothing_weight_decay_groups_and_dropout():
+    model = tiny_t5().train()
+    inputs = {"input_ids": torch.tensor([[3, 4, 5, 1]]), "labels": torch.tensor([[6, 7, 1]])}
+    out = model(**inputs)
+    assert seq2seq_loss(out, inputs["labels"], 0.0) is out.loss
+    assert seq2seq_loss(out, inputs["labels"], 0.1) != out.loss
+    decay, keep = param_groups(model, 0.01, decay_norms=False)
+    assert decay["weight_decay"] == 0.01 and keep["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in keep["params"])
+    set_dropout(model, 0.3)
+    drops = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and set(drops) == {0.3} and model.config.dropout_rate == 0.3
+
+
+def test_a_checkpoint_trains_with_its_dropout_on(tiny_generator):
+    """from_pretrained returns a model in eval mode: started from it as is, training would run without dropout."""
+    from pretrain.train import TrainConfig, initial_model
+
+    model, _ = initial_model(TrainConfig(init=tiny_generator))
+    assert model.training and all(m.training for m in model.modules())
+    model, _ = initial_model(TrainConfig(init=tiny_generator, dropout=0.3))
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    assert model.config.dropout_rate == 0.3
