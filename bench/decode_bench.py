@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import prepared, published_ids
+from common import beauty_published
 from speed import decoding_speed
 
 
@@ -35,16 +35,10 @@ def main() -> None:
     import torch
 
     from catalog.split import samples
-    from catalog.tokenizer import build_tokenizer, load_tokenizer
     from recommender.prompts import render_prompt
     from seq2seq.model import build_model, model_config
 
-    cat = prepared("Beauty", args.work)
-    ids = published_ids(cat)
-    tok_dir = args.work / "tokenizer_beauty"
-    if not (tok_dir / "tokenizer.json").exists():
-        build_tokenizer(cat.texts + ids, tok_dir, vocab_size=8000)
-    tok = load_tokenizer(tok_dir)
+    cat, ids, tok = beauty_published(args.work)
     model = build_model(model_config(args.model_size), tok).to(torch.device(args.device)).eval()
     tokens = tok(ids, add_special_tokens=False)["input_ids"]
     id_of = dict(zip(cat.item_ids, ids))

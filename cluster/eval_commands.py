@@ -1,9 +1,12 @@
-"""The evaluation subcommands of ``idgenrec``: eval, zeroshot, report, sasrec."""
+"""The evaluation and serving subcommands of ``idgenrec``: eval, recommend, zeroshot, report, sasrec."""
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
+from cluster.recommend import HELP as RECOMMEND_HELP
+from cluster.recommend import RecommendConfig
 from cluster.zeroshot import HELP as ZS_HELP
 from cluster.zeroshot import ZeroShotConfig, run_zeroshot
 from eval.evaluate import HELP, EvalConfig, evaluate
@@ -17,6 +20,14 @@ def run_eval(cfg: EvalConfig) -> None:
     print(f"{m['split']}: users {m['users']}  HR@5 {m['HR@5']:.4f}  HR@10 {m['HR@10']:.4f}  "
           f"NDCG@5 {m['NDCG@5']:.4f}  NDCG@10 {m['NDCG@10']:.4f}  ({m['users_per_s']:.1f} users/s)\n"
           f"popularity: HR@10 {m['popularity']['HR@10']:.4f}  NDCG@10 {m['popularity']['NDCG@10']:.4f}")
+
+
+def run_recommend_command(cfg: RecommendConfig) -> None:
+    from cluster.recommend import run_recommend
+
+    r = run_recommend(cfg)
+    logging.getLogger("idgenrec.recommend").info("recommended for %d histories%s", r["users"],
+                                                 f"; skipped {r['skipped']}" if r["skipped"] else "")
 
 
 def run_zeroshot_command(cfg: ZeroShotConfig) -> None:
@@ -56,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Evaluate a recommender on the valid or test split: one prompt per eligible user, trie-constrained beam "
             "search over all item IDs, metrics JSON and per-user top-k Parquet in --out, with the popularity "
             "baseline alongside.", HELP)
+    add_job(sub, "recommend", RecommendConfig, run_recommend_command,
+            "top-k next items for histories (a file or standard input), as JSON lines",
+            "Recommend with a trained model: each history (user_sequence.txt layout or JSON lines {\"user\", "
+            "\"history\"}, from --histories or standard input) gets its top-k items by trie-constrained beam search "
+            "with the evaluation's prompt, streamed as JSON lines {\"user\", \"items\", \"scores\"} to standard "
+            "output or written atomically to --out. Unknown items or empty histories stop the run with the file "
+            "and line, or are skipped and counted with --skip-bad.", RECOMMEND_HELP)
     add_job(sub, "zeroshot", ZeroShotConfig, run_zeroshot_command,
             "zero-shot evaluation of a pretrained model on unseen datasets (Ray tasks)",
             "For each held-out dataset (one Ray task each): prepare, generate IDs for its unseen items with the "

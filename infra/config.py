@@ -37,17 +37,17 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: dict
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        flags = (["-" + f.name] if len(f.name) == 1 else []) + ["--" + f.name.replace("_", "-")]  # -k and --k
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         text = f"{help_texts.get(f.name, '')} (default: {default!r})".strip()
         if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif typing.get_origin(tp) in (list, tuple):
             (item_tp, *_) = typing.get_args(tp) or (str,)
-            parser.add_argument(flag, dest=f.name, nargs="*", type=_base_type(item_tp), default=None, help=text)
+            parser.add_argument(*flags, dest=f.name, nargs="*", type=_base_type(item_tp), default=None, help=text)
         else:
-            parser.add_argument(flag, dest=f.name, type=tp if tp in (int, float, str, Path) else str,
+            parser.add_argument(*flags, dest=f.name, type=tp if tp in (int, float, str, Path) else str,
                                 default=None, help=text)
 
 

@@ -1,0 +1,262 @@
+"""``idgenrec recommend``: the next items for given histories, streamed as JSON lines.
+
+Histories come from a file, or standard input, line by line in either layout: ``user_sequence.txt`` (a user, then
+items oldest first; the whole line is the history) or JSON ``{"user": ..., "history": [...]}``. Each history gets
+its top ``k`` items by trie-constrained beam search with the evaluation's prompt, so a test history (a user's items
+but the last) gets the evaluation's top-k. Output lines: ``{"user": ..., "items": [...], "scores": [...]}`` (with
+``with_ids``, the items' textual IDs too), written as each batch is decoded.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table
+from infra.atomic import atomic_path, write_text
+from infra.device import resolve_device
+from infra.errors import DataError, Problems
+from infra.progress import progress
+from recommender.decode import recommend
+from recommender.prompts import EVAL_TEMPLATE, render_prompt
+from recommender.trie import Trie
+from seq2seq.model import load_model_and_tokenizer
+
+log = logging.getLogger("idgenrec.recommend")
+
+
+@dataclass
+class RecommendConfig:
+    model: Path | None = None
+    ids: Path | None = None
+    histories: Path | None = None
+    out: Path | None = None
+    k: int = 10
+    beams: int = 20
+    exclude_history: bool = False
+    with_ids: bool = False
+    skip_bad: bool = False
+    max_history: int = 20
+    batch_size: int = 64
+    length_penalty: float = 1.0
+    max_source_tokens: int = 512
+    actors: int = 0
+    chunk: int = 512
+    address: str | None = None
+    device: str = "auto"
+
+    def check(self) -> None:
+        if not 1 <= self.k <= self.beams:
+            raise ValueError(f"need 1 <= k <= beams, got k={self.k}, beams={self.beams}")
+        if self.max_history < 1 or self.batch_size < 1 or self.chunk < 1:
+            raise ValueError("max_history, batch_size and chunk must be >= 1")
+        if self.actors > 0 and self.out is None:
+            raise ValueError("actors need --out (results are kept per chunk there, so that a rerun resumes)")
+
+
+HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directory (item_ids.parquet) of the catalog",
+        "histories": "file of histories (user_sequence.txt layout or JSON lines {\"user\", \"history\"}); "
+                     "default or '-': standard input",
+        "out": "JSON-lines output file, written atomically (default: standard output, streamed)",
+        "k": "items per history", "beams": "beam width (>= k)",
+        "exclude_history": "drop items already in the history (fewer than k may remain)",
+        "with_ids": "add the items' textual IDs to each line",
+        "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
+        "max_history": "the most recent items a prompt holds (longer histories are cut, logged once)",
+        "batch_size": "histories decoded together", "length_penalty": "beam score = log p / length ** this",
+        "max_source_tokens": "prompt tokens kept",
+        "actors": "Ray actors sharing the histories (0: this process); a local Ray starts unless --address or "
+                  "RAY_ADDRESS (ray job submit) names a cluster",
+        "chunk": "histories per actor task; with --out, finished chunks are kept beside it and a rerun skips them",
+        "address": "Ray cluster address (default: RAY_ADDRESS, or a local instance)",
+        "device": "auto (a GPU when present), cpu or cuda"}
+
+
+def parse_history(line: str, source: str, number: int) -> tuple[str, list[str]]:
+    """(user, items oldest first) from one line in either layout."""
+    if line.lstrip().startswith("{"):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(source, number, f"malformed JSON: {e}") from e
+        if not isinstance(rec, dict) or not isinstance(rec.get("history"), list):
+            raise DataError(source, number, 'expected {"user": ..., "history": [item, ...]}')
+        return str(rec.get("user", number)), [str(i) for i in rec["history"]]
+    user, *items = line.split()
+    return user, items
+
+
+def read_histories(lines: Iterable[str], source: str, known: set[str], problems: Problems,
+                   max_history: int) -> Iterator[tuple[str, list[str]]]:
+    """Valid (user, last ``max_history`` items) pairs; unknown items and empty histories are problems."""
+    cut = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        user, items = parse_history(line.rstrip("\r\n"), source, number)
+        if not items:
+            problems.report("empty_history", source, number, f"user {user}: empty history")
+            continue
+        unknown = [i for i in items if i not in known]
+        if unknown:
+            problems.report("unknown_item", source, number, f"user {user}: unknown item(s) {unknown[:5]}")
+            continue
+        if len(items) > max_history and not cut:
+            cut = True
+            log.info("%s:%d: histories longer than %d items are cut to their last %d (logged once)", source, number,
+                     max_history, max_history)
+        yield user, items[-max_history:]
+
+
+def _batches(pairs: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for pair in pairs:
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Ranker:
+    """A recommender, its item IDs and trie, loaded once: ranks batches of valid histories (in this process or in
+    a Ray actor)."""
+
+    def __init__(self, cfg: RecommendConfig, device: str):
+        self.cfg, self.device = cfg, device
+        model, self.tok = load_model_and_tokenizer(cfg.model)
+        self.model = model.to(device).eval()
+        self.item_ids = read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"]
+        texts, tokens = item_id_tokens(cfg.ids, self.item_ids, self.tok)  # the recommender's tokens, as in eval
+        self.id_of = dict(zip(self.item_ids, texts))
+        self.trie = Trie.build(tokens, self.tok.eos_token_id, len(self.tok)).to(device)
+
+    def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
+        """One JSON line per (user, items) history, in order."""
+        cfg, tok, lines = self.cfg, self.tok, []
+        for start in range(0, len(histories), cfg.batch_size):
+            batch = histories[start:start + cfg.batch_size]
+            prompts = [render_prompt([self.id_of[i] for i in items], None, EVAL_TEMPLATE) for _, items in batch]
+            enc = tok(prompts, truncation=True, max_length=cfg.max_source_tokens, padding=True,
+                      return_tensors="pt").to(self.device)
+            top = recommend(self.model, enc["input_ids"], enc["attention_mask"], self.trie, cfg.beams, cfg.beams,
+                            tok.eos_token_id, tok.pad_token_id, cfg.length_penalty)
+            for (user, items), row, sc in zip(batch, top.items.tolist(), top.scores.tolist()):
+                seen = set(items) if cfg.exclude_history else ()
+                kept = [(self.item_ids[i], v) for i, v in zip(row, sc)
+                        if i >= 0 and self.item_ids[i] not in seen][: cfg.k]
+                line = {"user": user, "items": [i for i, _ in kept], "scores": [round(v, 6) for _, v in kept]}
+                if cfg.with_ids:
+                    line["ids"] = [self.id_of[i] for i, _ in kept]
+                lines.append(json.dumps(line) + "\n")
+        return lines
+
+
+def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> dict:
+    """Recommend for every history; returns counts (users written, problems skipped)."""
+    if cfg.model is None or cfg.ids is None:
+        raise ValueError("recommend needs model and ids")
+    problems = Problems(skip_bad=cfg.skip_bad)
+    source = "<stdin>" if cfg.histories in (None, Path("-")) else str(cfg.histories)
+    known = set(read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"])
+    with _lines(cfg.histories, stdin) as lines:
+        histories = read_histories(lines, source, known, problems, cfg.max_history)
+        if cfg.actors > 0:
+            written = _with_actors(cfg, list(histories))
+        else:
+            ranker = Ranker(cfg, str(resolve_device(cfg.device)))
+            written = 0
+            with _sink(cfg.out, stdout) as out:
+                for batch in _batches(histories, cfg.batch_size):  # streamed: each batch as soon as it is ranked
+                    out.writelines(ranker.rank(batch))
+                    out.flush()
+                    written += len(batch)
+    skipped = problems.summary()
+    if skipped:
+        log.warning("skipped %s (first: %s)", skipped, next(iter(problems.examples.values())))
+    return {"users": written, "skipped": skipped}
+
+
+def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> int:
+    """Chunks of histories ranked by Ray actors; each finished chunk is kept in ``<out>.parts/`` (atomically), a
+    rerun skips those, and the output is their concatenation in input order."""
+    import ray
+
+    from cluster.idjob import gpu_share, start_ray
+
+    parts = Path(f"{cfg.out}.parts")
+    plan = plan_hash(cfg, histories)
+    if (parts / "plan.txt").exists() and (parts / "plan.txt").read_text() != plan:
+        log.warning("%s holds chunks of another input or config: starting over", parts)
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    write_text(parts / "plan.txt", plan)
+    chunks = [histories[i:i + cfg.chunk] for i in range(0, len(histories), cfg.chunk)]
+    todo = [n for n in range(len(chunks)) if not (parts / f"{n:06d}.jsonl").exists()]
+    log.info("%d histories in %d chunks, %d to rank with %d actors", len(histories), len(chunks), len(todo),
+             cfg.actors)
+    started = start_ray(cfg.address, cfg.actors) if todo else False
+    try:
+        if todo:
+            gpus, device = gpu_share(cfg.device, ray.cluster_resources().get("GPU", 0), cfg.actors)
+            actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=3, max_task_retries=3)(_RankerActor)
+            actors = [actor.remote(cfg, device) for _ in range(min(cfg.actors, len(todo)))]
+            pending = {actors[k % len(actors)].rank.remote(chunks[n]): n for k, n in enumerate(todo)}
+            for _ in progress(range(len(pending)), desc="recommend", unit="chunk"):
+                (ready,), _ = ray.wait(list(pending), num_returns=1)
+                n = pending.pop(ready)
+                write_text(parts / f"{n:06d}.jsonl", "".join(ray.get(ready)))
+    finally:
+        if started:
+            ray.shutdown()
+    with atomic_path(cfg.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for n in range(len(chunks)):
+            out.write((parts / f"{n:06d}.jsonl").read_text(encoding="utf-8"))
+    shutil.rmtree(parts)
+    return len(histories)
+
+
+def plan_hash(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> str:
+    """What kept chunks were made from: the histories and every setting that changes a result."""
+    same = {k: str(v) for k, v in vars(cfg).items() if k not in ("actors", "address", "device", "histories")}
+    return hashlib.sha256(json.dumps([same, histories]).encode()).hexdigest()
+
+
+class _RankerActor:
+    def __init__(self, cfg: RecommendConfig, device: str):
+        import torch
+
+        torch.set_num_threads(1)  # one CPU per actor
+        self.ranker = Ranker(cfg, device)
+
+    def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
+        return self.ranker.rank(histories)
+
+
+@contextlib.contextmanager
+def _lines(path: Path | None, stdin: IO[str] | None) -> Iterator[Iterable[str]]:
+    """The histories' lines: the file, or standard input."""
+    if path in (None, Path("-")):
+        yield stdin or sys.stdin
+        return
+    if not Path(path).is_file():
+        raise DataError(path, None, "file not found")
+    with open(path, encoding="utf-8") as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _sink(path: Path | None, stdout: IO[str] | None) -> Iterator[IO[str]]:
+    """Standard output (streamed), or a file written whole or not at all (temp file, then rename)."""
+    if path is None:
+        yield stdout or sys.stdout
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        yield fh

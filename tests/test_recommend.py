@@ -1,0 +1,114 @@
+"""`idgenrec recommend` on a tiny model: the evaluation's top-k for the same histories, either input layout, bad input
+named by file and line or skipped and counted."""
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.split import samples
+from catalog.store import read_catalog
+from catalog.tokenizer import load_tokenizer
+from cluster.cli import main
+from cluster.recommend import RecommendConfig, run_recommend
+from eval.evaluate import EvalConfig, evaluate
+from infra.errors import DataError
+from seq2seq.model import build_model, model_config, save_model
+
+
+@pytest.fixture(scope="module")
+def served(collide_catalog, sample_tokenizer_dir, word_ids, tmp_path_factory):
+    """A tiny recommender, its evaluation on test, and the test histories as a user_sequence.txt file."""
+    d = tmp_path_factory.mktemp("serve")
+    tok = load_tokenizer(sample_tokenizer_dir)
+    save_model(build_model(model_config("tiny"), tok), tok, d / "rec")
+    evaluate(EvalConfig(model=d / "rec", catalog=collide_catalog, ids=word_ids, out=d / "eval", device="cpu"))
+    cat = read_catalog(collide_catalog)
+    todo = list(samples(cat.sequences, "test"))
+    (d / "histories.txt").write_text("".join(f"{cat.users[s.user]} {' '.join(s.history)}\n" for s in todo))
+    return d, cat, todo, pq.read_table(d / "eval" / "topk_test.parquet").to_pydict()
+
+
+def test_recommend_gives_the_evaluations_top_k(served, word_ids):
+    d, cat, todo, topk = served
+    out = d / "recs.jsonl"
+    assert main(["recommend", "--model", str(d / "rec"), "--ids", str(word_ids), "--histories",
+                 str(d / "histories.txt"), "--out", str(out), "-k", "10", "--batch-size", "7", "--with-ids",
+                 "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["user"] for r in lines] == topk["user_id"]  # input order
+    for r, ranked in zip(lines, topk["topk"]):
+        assert r["items"] == ranked[:10] and len(set(r["items"])) == 10  # k distinct items, as eval ranks them
+        assert set(r["items"]) <= set(cat.item_ids) and len(r["scores"]) == len(r["ids"]) == 10
+        assert all(a >= b for a, b in zip(r["scores"], r["scores"][1:]))
+
+
+def test_json_lines_from_standard_input_and_history_rules(served, word_ids):
+    d, cat, todo, topk = served
+    stdin = io.StringIO("".join(json.dumps({"user": cat.users[s.user], "history": s.history}) + "\n"
+                                for s in todo[:5]))
+    stdout = io.StringIO()
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, k=5, exclude_history=True, max_history=2, device="cpu")
+    assert run_recommend(cfg, stdin, stdout) == {"users": 5, "skipped": {}}
+    for line, s in zip(stdout.getvalue().splitlines(), todo[:5]):
+        r = json.loads(line)
+        assert r["user"] == cat.users[s.user] and not set(r["items"]) & set(s.history[-2:])  # the history kept
+        assert len(r["items"]) <= 5
+
+
+def test_bad_histories_name_the_line_or_are_counted(served, word_ids, tmp_path):
+    d, cat, todo, _ = served
+    good = f"{cat.users[todo[0].user]} {' '.join(todo[0].history)}"
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{good}\nu2 {todo[0].history[0]} no-such-item\nu3\n{{\"user\": 4}}\n")
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, histories=bad, out=tmp_path / "r.jsonl", device="cpu")
+    with pytest.raises(DataError, match=r"bad.txt:2: user u2: unknown item\(s\) \['no-such-item'\]"):
+        run_recommend(cfg)
+    assert not (tmp_path / "r.jsonl").exists()  # nothing half-written
+    bad.write_text(f"{good}\nu2 {todo[0].history[0]} no-such-item\nu3\n")
+    r = run_recommend(RecommendConfig(**{**cfg.__dict__, "skip_bad": True}))
+    assert r == {"users": 1, "skipped": {"empty_history": 1, "unknown_item": 1}}
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
+    bad.write_text('{"user": 4}\n')
+    with pytest.raises(DataError, match="bad.txt:1: expected"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "skip_bad": True}))
+    with pytest.raises(DataError, match="file not found"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "histories": tmp_path / "none.txt"}))
+    with pytest.raises(ValueError, match="k <= beams"):
+        RecommendConfig(k=30, beams=20).check()
+
+
+def test_ray_actors_give_the_same_lines_and_resume(served, word_ids, tmp_path):
+    """2 actors in a real local Ray: the same lines in input order as one process; a rerun keeps finished chunks."""
+    from cluster.recommend import plan_hash, read_histories
+    from infra.errors import Problems
+
+    d, cat, todo, _ = served
+    base = dict(model=d / "rec", ids=word_ids, histories=d / "histories.txt", k=10, with_ids=True, chunk=7,
+                device="cpu")
+    run_recommend(RecommendConfig(**base, out=tmp_path / "local.jsonl"))
+    cfg = RecommendConfig(**base, out=tmp_path / "ray.jsonl", actors=2)
+    assert run_recommend(cfg)["users"] == len(todo)
+    local = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()]
+    assert_same(read_lines(tmp_path / "ray.jsonl"), local)
+    assert not (tmp_path / "ray.jsonl.parts").exists()
+    # an interrupted run left chunk 2 (of 5) behind: the rerun ranks only the others and keeps it as it is
+    histories = list(read_histories(open(d / "histories.txt"), "h", set(cat.item_ids), Problems(), 20))
+    parts = tmp_path / "ray.jsonl.parts"
+    parts.mkdir()
+    (parts / "plan.txt").write_text(plan_hash(cfg, histories))
+    (parts / "000002.jsonl").write_text("kept\n" * 7)
+    run_recommend(cfg)
+    lines = (tmp_path / "ray.jsonl").read_text().splitlines()
+    assert lines[14:21] == ["kept"] * 7
+    assert_same([json.loads(line) for line in lines[:14] + lines[21:]], local[:14] + local[21:])
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_same(lines: list[dict], expected: list[dict]) -> None:
+    """The same users, items and IDs in the same order; scores equal but for float rounding (other batches)."""
+    assert [(r["user"], r["items"], r["ids"]) for r in lines] == [(r["user"], r["items"], r["ids"]) for r in expected]
+    assert all(r["scores"] == pytest.approx(e["scores"], abs=1e-4) for r, e in zip(lines, expected))
