@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
@@ -23,7 +24,7 @@ from infra.atomic import atomic_path, write_text
 from infra.device import resolve_device
 from infra.errors import DataError, Problems
 from infra.progress import progress
-from recommender.decode import recommend
+from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
@@ -114,23 +115,12 @@ def read_histories(lines: Iterable[str], source: str, known: set[str], problems:
         yield user, items[-max_history:]
 
 
-def _batches(pairs: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for pair in pairs:
-        batch.append(pair)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 class Ranker:
     """A recommender, its item IDs and trie, loaded once: ranks batches of valid histories (in this process or in
     a Ray actor)."""
 
     def __init__(self, cfg: RecommendConfig, device: str):
-        self.cfg, self.device = cfg, device
+        self.cfg = cfg
         model, self.tok = load_model_and_tokenizer(cfg.model)
         self.model = model.to(device).eval()
         self.item_ids = read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"]
@@ -140,22 +130,18 @@ class Ranker:
 
     def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
         """One JSON line per (user, items) history, in order."""
-        cfg, tok, lines = self.cfg, self.tok, []
-        for start in range(0, len(histories), cfg.batch_size):
-            batch = histories[start:start + cfg.batch_size]
-            prompts = [render_prompt([self.id_of[i] for i in items], None, EVAL_TEMPLATE) for _, items in batch]
-            enc = tok(prompts, truncation=True, max_length=cfg.max_source_tokens, padding=True,
-                      return_tensors="pt").to(self.device)
-            top = recommend(self.model, enc["input_ids"], enc["attention_mask"], self.trie, cfg.beams, cfg.beams,
-                            tok.eos_token_id, tok.pad_token_id, cfg.length_penalty)
-            for (user, items), row, sc in zip(batch, top.items.tolist(), top.scores.tolist()):
-                seen = set(items) if cfg.exclude_history else ()
-                kept = [(self.item_ids[i], v) for i, v in zip(row, sc)
-                        if i >= 0 and self.item_ids[i] not in seen][: cfg.k]
-                line = {"user": user, "items": [i for i, _ in kept], "scores": [round(v, 6) for _, v in kept]}
-                if cfg.with_ids:
-                    line["ids"] = [self.id_of[i] for i, _ in kept]
-                lines.append(json.dumps(line) + "\n")
+        cfg = self.cfg
+        prompts = [render_prompt([self.id_of[i] for i in items], None, EVAL_TEMPLATE) for _, items in histories]
+        exclude = [set(items) for _, items in histories] if cfg.exclude_history else None
+        lines = []
+        for (user, _), kept in zip(histories, ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids,
+                                                           cfg.beams, cfg.batch_size, cfg.max_source_tokens,
+                                                           cfg.length_penalty, exclude)):
+            kept = kept[: cfg.k]
+            line = {"user": user, "items": [i for i, _ in kept], "scores": [round(v, 6) for _, v in kept]}
+            if cfg.with_ids:
+                line["ids"] = [self.id_of[i] for i, _ in kept]
+            lines.append(json.dumps(line) + "\n")
         return lines
 
 
@@ -174,7 +160,7 @@ def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO
             ranker = Ranker(cfg, str(resolve_device(cfg.device)))
             written = 0
             with _sink(cfg.out, stdout) as out:
-                for batch in _batches(histories, cfg.batch_size):  # streamed: each batch as soon as it is ranked
+                for batch in iter(lambda: list(islice(histories, cfg.batch_size)), []):  # streamed, batch by batch
                     out.writelines(ranker.rank(batch))
                     out.flush()
                     written += len(batch)

@@ -18,7 +18,7 @@ from eval.metrics import leave_one_out_metrics
 from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
-from recommender.decode import recommend
+from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
@@ -79,16 +79,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     prompts = [render_prompt([id_of[i] for i in s.history], users.get((cat.users[s.user], s.position)),
                              cfg.template) for s in todo]
     ranked, scores, t0 = [], [], time.time()
-    for start in progress(range(0, len(todo), cfg.batch_size), desc=f"eval {cfg.split}", unit="batch"):
-        enc = tok(prompts[start:start + cfg.batch_size], truncation=True, max_length=cfg.max_source_tokens,
-                  padding=True, return_tensors="pt").to(device)
-        top = recommend(model, enc["input_ids"], enc["attention_mask"], trie, cfg.beams, cfg.beams,
-                        tok.eos_token_id, tok.pad_token_id, cfg.length_penalty)
-        for n, (row, sc) in enumerate(zip(top.items.tolist(), top.scores.tolist())):
-            seen = set(todo[start + n].history) if cfg.exclude_history else ()
-            kept = [(cat.item_ids[i], v) for i, v in zip(row, sc) if i >= 0 and cat.item_ids[i] not in seen]
-            ranked.append([i for i, _ in kept])
-            scores.append([v for _, v in kept])
+    exclude = [set(s.history) for s in todo] if cfg.exclude_history else None
+    for kept in progress(ranked_items(model, tok, prompts, trie, cat.item_ids, cfg.beams, cfg.batch_size,
+                                      cfg.max_source_tokens, cfg.length_penalty, exclude),
+                         total=len(todo), desc=f"eval {cfg.split}", unit="user"):
+        ranked.append([i for i, _ in kept])
+        scores.append([v for _, v in kept])
     seconds = time.time() - t0
     targets = [s.target for s in todo]
     metrics = {**leave_one_out_metrics(ranked, targets), "split": cfg.split, "beams": cfg.beams,

@@ -8,6 +8,7 @@ early_stopping=True)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection, Iterator, Sequence
 
 import torch
 
@@ -55,3 +56,19 @@ def recommend(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie
     scores = res.scores[:, :k]
     items = torch.where(torch.isfinite(scores), items, torch.full_like(items, -1))
     return TopK(items=items, scores=scores)
+
+
+def ranked_items(model, tokenizer, prompts: Sequence[str], trie: Trie, item_ids: Sequence[str], beams: int,
+                 batch_size: int, max_source_tokens: int, length_penalty: float = 1.0,
+                 exclude: Sequence[Collection[str]] | None = None) -> Iterator[list[tuple[str, float]]]:
+    """Per prompt, in order, its ranked (item, score) pairs, best first, without the items of its ``exclude`` set:
+    what evaluation and serving both read from the decoder, batch by batch."""
+    device = next(model.parameters()).device
+    for start in range(0, len(prompts), batch_size):
+        enc = tokenizer(list(prompts[start:start + batch_size]), truncation=True, max_length=max_source_tokens,
+                        padding=True, return_tensors="pt").to(device)
+        top = recommend(model, enc["input_ids"], enc["attention_mask"], trie, beams, beams, tokenizer.eos_token_id,
+                        tokenizer.pad_token_id, length_penalty)
+        for n, (row, scores) in enumerate(zip(top.items.tolist(), top.scores.tolist())):
+            seen = exclude[start + n] if exclude is not None else ()
+            yield [(item_ids[i], v) for i, v in zip(row, scores) if i >= 0 and item_ids[i] not in seen]
