@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from catalog.id_table import ITEM_TABLE, USER_TABLE, Escalation, write_id_table
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
-from idgen.algorithm1 import (Algorithm1Config, Assignment, State, advance, claim_round, escalation_fractions, penalty,
-                              window)
+from idgen.algorithm1 import (Algorithm1Config, Assignment, State, advance, claim_round, escalation_fractions,
+                              last_chance, normalize_id, penalty, window)
 from idgen.userids import user_id_sources
 from infra.atomic import atomic_path, write_json
 from infra.config import config_to_dict
@@ -164,10 +164,10 @@ class RayWorkers:
 
         return iter(ActorPool(self.actors).map(lambda a, job: a.propose.remote(*job), jobs))
 
-    def claim(self, pairs: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, str]], list[int]]:
+    def claim(self, pairs: list[tuple[int, list[str]]], last: set[int]) -> tuple[list[tuple[int, str]], list[int]]:
         import ray
 
-        return ray.get(self.registry.claim.remote(pairs))
+        return ray.get(self.registry.claim.remote(pairs, sorted(last)))
 
     def peak_memory_mb(self) -> dict:
         import ray
@@ -195,8 +195,8 @@ class LocalWorkers:
     def propose(self, jobs: list[tuple[int, list[str], list[tuple]]]) -> Iterator[list[list[str]]]:
         return (self.proposer.propose(texts, states) for _, texts, states in jobs)
 
-    def claim(self, pairs: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, str]], list[int]]:
-        claimed, failed = claim_round(self.taken, pairs)
+    def claim(self, pairs: list[tuple[int, list[str]]], last: set[int]) -> tuple[list[tuple[int, str]], list[int]]:
+        claimed, failed = claim_round(self.taken, pairs, last)
         return [tuple(c) for c in claimed], failed
 
     def peak_memory_mb(self) -> dict:
@@ -225,7 +225,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
         todo = [j for j in sorted(by_shard) if not _proposals_path(work, rnd, j).exists()]
         results = workers.propose([(j, [texts[i] for i in by_shard[j]], [tuple(st.states[i]) for i in by_shard[j]])
                                    for j in todo])
-        t0, failed_all, claimed_n = time.time(), [], 0
+        t0, failed_all, claimed_n, suffixed = time.time(), [], 0, 0
         bar = progress(total=len(pending), desc=f"{work.name} round {rnd}", unit="item")
         for j in sorted(by_shard):
             path = _proposals_path(work, rnd, j)
@@ -235,7 +235,10 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
                 cands = next(results)
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps(cands))
-            claimed, failed = workers.claim(list(zip(by_shard[j], cands)))
+            last = last_chance(by_shard[j], st.states, a1)
+            claimed, failed = workers.claim(list(zip(by_shard[j], cands)), last)
+            own = dict(zip(by_shard[j], cands))
+            suffixed += sum(item in last and text not in map(normalize_id, own[item]) for item, text in claimed)
             for item, text in claimed:
                 st.ids[item] = text
             failed_all += failed
@@ -248,6 +251,9 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
         st.round = rnd
         st.save(work / f"round_{rnd:03d}.parquet")
         dt = time.time() - t0
+        if suffixed:
+            log.warning("%s round %d: %d item(s) had every candidate taken at the last state and took a numbered "
+                        "ID (on_exhausted: suffix)", work.name, rnd, suffixed)
         log.info("%s round %d: %d claimed, %d retry at a higher lambda or longer window (%.1f items/s)",
                  work.name, rnd, claimed_n, len(failed_all), len(pending) / max(dt, 1e-9))
     return [Assignment(i, st.ids[i], st.attempts[i], penalty(st.states[i], a1), window(st.states[i], a1))

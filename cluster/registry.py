@@ -21,8 +21,9 @@ class Registry:
         self.taken = set(taken)
         return len(self.taken)
 
-    def claim(self, proposals: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, str]], list[int]]:
-        claimed, failed = claim_round(self.taken, proposals)
+    def claim(self, proposals: list[tuple[int, list[str]]],
+              last_chance: list[int] = ()) -> tuple[list[tuple[int, str]], list[int]]:
+        claimed, failed = claim_round(self.taken, proposals, set(last_chance))
         return [tuple(c) for c in claimed], failed
 
     def size(self) -> int:

@@ -8,11 +8,17 @@ We run it in bulk-synchronous rounds so that it parallelizes and stays determini
 item proposes candidates at its own (lambda, window) state, then claims are resolved in the fixed item order
 (:func:`claim_round`), so an item's result depends only on the catalog, never on how the work was split. IDs are
 compared after :func:`normalize_id` (lower case, single spaces).
+
+Two additions to the paper, both config fields: ``no_repeat_ngram_size`` (default 1: no token twice in an ID) keeps
+an under-trained generator from filling its window with repeats ('uxcell a a a a a a'), which carry no meaning for
+the recommender; and ``on_exhausted: suffix`` lets an item whose every candidate is taken at the last state (e.g.
+many chain stores with identical text) take its best candidate with the smallest free number appended ('starbucks
+coffee 2'), instead of failing the whole job (``on_exhausted: error``, the paper's behaviour).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, MutableMapping, MutableSequence, NamedTuple
+from typing import Callable, Collection, Iterable, Mapping, MutableMapping, MutableSequence, NamedTuple, Sequence
 
 from seq2seq.beam_search import DiverseBeamConfig
 
@@ -27,6 +33,12 @@ class Algorithm1Config:
     window_width: int = 10
     max_windows: int = 3
     length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 1
+    on_exhausted: str = "suffix"
+
+    def __post_init__(self):
+        if self.on_exhausted not in ("suffix", "error"):
+            raise ValueError(f"on_exhausted must be 'suffix' or 'error', not {self.on_exhausted!r}")
 
 
 class State(NamedTuple):
@@ -54,7 +66,7 @@ def beam_config(state: State, cfg: Algorithm1Config) -> DiverseBeamConfig:
     lo, hi = window(state, cfg)
     return DiverseBeamConfig(groups=cfg.groups, beams_per_group=cfg.beams_per_group,
                              diversity_penalty=penalty(state, cfg), min_new_tokens=lo, max_new_tokens=hi,
-                             length_penalty=cfg.length_penalty)
+                             length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
 
 
 def next_state(state: State, cfg: Algorithm1Config) -> State | None:
@@ -75,19 +87,38 @@ class Claimed(NamedTuple):
     id: str
 
 
-def claim_round(taken: set[str], proposals: Iterable[tuple[int, list[str]]]) -> tuple[list[Claimed], list[int]]:
-    """In the given (fixed) order, each item takes its first candidate not in ``taken`` (updated in place)."""
+def suffixed(candidates: list[str], taken: set[str]) -> str | None:
+    """The best candidate with the smallest free number appended (2, 3, ...): the last resort of ``suffix``."""
+    base = next((n for n in map(normalize_id, candidates) if n), None)
+    if base is None:
+        return None
+    k = 2
+    while f"{base} {k}" in taken:
+        k += 1
+    return f"{base} {k}"
+
+
+def claim_round(taken: set[str], proposals: Iterable[tuple[int, list[str]]],
+                last_chance: Collection[int] = ()) -> tuple[list[Claimed], list[int]]:
+    """In the given (fixed) order, each item takes its first candidate not in ``taken`` (updated in place); an item
+    in ``last_chance`` whose candidates are all taken takes a :func:`suffixed` one."""
     claimed, failed = [], []
     for item, candidates in proposals:
-        for text in candidates:
-            norm = normalize_id(text)
-            if norm and norm not in taken:
-                taken.add(norm)
-                claimed.append(Claimed(item, norm))
-                break
-        else:
+        free = (n for n in map(normalize_id, candidates) if n and n not in taken)
+        norm = next(free, None) or (suffixed(candidates, taken) if item in last_chance else None)
+        if norm is None:
             failed.append(item)
+        else:
+            taken.add(norm)
+            claimed.append(Claimed(item, norm))
     return claimed, failed
+
+
+def last_chance(items: Iterable[int], states: Mapping[int, State] | Sequence[State], cfg: Algorithm1Config) -> set[int]:
+    """Items at their last state, which take a suffixed ID rather than fail (``on_exhausted: suffix``)."""
+    if cfg.on_exhausted != "suffix":
+        return set()
+    return {i for i in items if next_state(states[i], cfg) is None}
 
 
 @dataclass
@@ -134,7 +165,7 @@ def run_algorithm1(items: list[int], propose: Callable[[list[int], State], list[
             proposals.update(zip(group, propose(group, state)))
         for i in pending:
             attempts[i] += 1
-        claimed, failed = claim_round(taken, ((i, proposals[i]) for i in pending))
+        claimed, failed = claim_round(taken, ((i, proposals[i]) for i in pending), last_chance(pending, states, cfg))
         for c in claimed:
             s = states[c.item]
             result[c.item] = Assignment(c.item, c.id, attempts[c.item], penalty(s, cfg), window(s, cfg))

@@ -8,6 +8,8 @@ an end-of-sequence ranked within the first ``beams_per_group`` finishes a hypoth
 others continue. Hypotheses are scored ``sum log p / (length + 1) ** length_penalty`` (``+1``: the end token).
 
 Length window: end-of-sequence is forbidden before ``min_new_tokens`` tokens and forced after ``max_new_tokens``.
+``no_repeat_ngram_size`` n > 0 forbids a token that would repeat an n-gram already in the beam (n = 1: no token
+twice), as transformers' option of that name: an under-trained generator otherwise fills its window with repeats.
 A group stops once it holds ``beams_per_group`` hypotheses and no running beam can still beat the worst of them.
 Many items run at once: the encoder runs once, the decoder's key/value cache is reused and reordered; the only
 per-step Python loop is over groups (they depend on each other through the penalty).
@@ -32,6 +34,7 @@ class DiverseBeamConfig:
     min_new_tokens: int = 1
     max_new_tokens: int = 10
     length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0  # > 0: a beam never repeats an n-gram of its own
     early_stopping: bool = False  # True: a group stops at beams_per_group hypotheses (transformers' early_stopping)
 
     def __post_init__(self):
@@ -39,6 +42,8 @@ class DiverseBeamConfig:
             raise ValueError("groups and beams_per_group must be >= 1")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ValueError(f"bad length window [{self.min_new_tokens}, {self.max_new_tokens}]")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError("no_repeat_ngram_size must be >= 0")
 
 
 @dataclass
@@ -95,6 +100,21 @@ def _mask_edges(toks: torch.Tensor, vals: torch.Tensor, step: int, cfg: DiverseB
     if step >= cfg.max_new_tokens:
         drop |= toks != eos
     return vals.masked_fill(drop, float("-inf"))
+
+
+def repeat_bans(running: torch.Tensor, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, tokens) that would repeat an n-gram of their row: ``running[:, :step]`` holds each row's tokens."""
+    if n <= 0 or step < n:
+        empty = torch.empty(0, dtype=torch.long, device=running.device)
+        return empty, empty
+    seq = running[:, :step]
+    grams = seq.unfold(1, n, 1)  # (rows, step - n + 1, n)
+    if n == 1:
+        match = torch.ones(grams.shape[:2], dtype=torch.bool, device=seq.device)
+    else:
+        match = (grams[:, :, :-1] == seq[:, step - n + 1:][:, None, :]).all(-1)
+    rows, pos = match.nonzero(as_tuple=True)
+    return rows, grams[rows, pos, -1]
 
 
 def _sparse_candidates(rows: torch.Tensor, toks: torch.Tensor, vals: torch.Tensor, N: int, G: int, P: int):
@@ -161,10 +181,17 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
             pair_rows, pair_toks = constraint.edges(alive.view(-1))
             vals = dec.edge_log_probs(hidden, pair_rows, pair_toks)
             vals = _mask_edges(pair_toks, vals, step, cfg, eos_token_id, banned)
+            if cfg.no_repeat_ngram_size:
+                ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
+                hit = torch.isin(pair_rows * V + pair_toks, ban_rows * V + ban_toks)
+                vals = vals.masked_fill(hit, float("-inf"))
             sparse = _sparse_candidates(pair_rows, pair_toks, vals, N, G, P)
         else:
             logp = dec.log_probs(hidden).view(N, G, P, V)
             _mask_step(logp, step, cfg, eos_token_id, banned)
+            if cfg.no_repeat_ngram_size:
+                ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
+                logp.view(-1, V)[ban_rows, ban_toks] = float("-inf")
             sparse = None
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()

@@ -11,7 +11,7 @@ import torch
 
 @torch.inference_mode()
 def reference_diverse_beam(model, input_ids: list[int], groups: int, per_group: int, penalty: float,
-                           min_new: int, max_new: int, alpha: float, eos: int, pad: int):
+                           min_new: int, max_new: int, alpha: float, eos: int, pad: int, no_repeat: int = 0):
     """Returns [(normalized score, token list, group)] best first."""
     src = torch.tensor([input_ids])
     enc = model.get_encoder()(input_ids=src, attention_mask=torch.ones_like(src)).last_hidden_state
@@ -20,6 +20,13 @@ def reference_diverse_beam(model, input_ids: list[int], groups: int, per_group: 
     running = [[(0.0, [])] + [(-1e9, [])] * (per_group - 1) for _ in range(groups)]
     finished = [[] for _ in range(groups)]
     done = [False] * groups
+
+    def repeats(toks, v):  # would v close an n-gram the beam already holds?
+        n = no_repeat
+        if not n or len(toks) < n:
+            return False
+        grams = {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
+        return tuple(toks[len(toks) - n + 1:] + [v]) in grams
 
     def next_logp(tokens):
         dec = torch.tensor([[start] + tokens])
@@ -41,6 +48,8 @@ def reference_diverse_beam(model, input_ids: list[int], groups: int, per_group: 
                     if v == eos and step < min_new:
                         continue
                     if v != eos and step >= max_new:
+                        continue
+                    if v != eos and repeats(toks, v):
                         continue
                     cands.append((score + lp - penalty * chosen_now.get(v, 0), toks, v))
             cands = [c for c in cands if c[0] > -5e8 and not math.isinf(c[0])]

@@ -30,7 +30,7 @@ def test_claims_resolve_in_the_given_order_on_normalized_ids():
 
 
 def test_run_algorithm1_escalates_until_unique():
-    cfg = Algorithm1Config(groups=2, lambda_max=3.0, max_windows=2)
+    cfg = Algorithm1Config(groups=2, lambda_max=3.0, max_windows=2, on_exhausted="error")
     seen_states = []
 
     def propose(items, state):  # every item proposes the same two candidates at a given state
@@ -46,6 +46,20 @@ def test_run_algorithm1_escalates_until_unique():
     assert f["needed_higher_lambda"] == pytest.approx(10 / 12) and f["needed_longer_window"] == pytest.approx(6 / 12)
     with pytest.raises(IDSpaceExhausted, match="item 'x12'"):
         run_algorithm1(list(range(13)), propose, cfg, names=[f"x{i}" for i in range(13)])
+
+
+def test_exhausted_items_take_the_smallest_free_number_after_their_best_candidate():
+    cfg = Algorithm1Config(groups=2, lambda_max=1.0, max_windows=2)  # two states: [1, 10] then [10, 20]
+
+    def propose(items, state):
+        return [["same", "other"] for _ in items]
+
+    result = run_algorithm1(list(range(5)), propose, cfg)
+    assert [result[i].id for i in range(5)] == ["same", "other", "same 2", "same 3", "same 4"]
+    assert result[2].window == (10, 20) and result[2].attempts == 2
+    taken = {"a", "a 2"}
+    assert claim_round(taken, [(7, ["A", "a"])], last_chance={7}) == ([(7, "a 3")], [])
+    assert claim_round({"a"}, [(7, ["a"])]) == ([], [7])  # not at its last state: retry, no suffix
 
 
 def test_real_generator_unique_and_deterministic_on_colliding_catalog(tiny_generator, collide_catalog):

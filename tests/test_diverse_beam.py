@@ -38,6 +38,22 @@ def test_batched_equals_reference(groups, per_group, penalty, window, alpha, see
             assert window[0] <= len(toks) <= window[1] and 0 not in toks and 1 not in toks
 
 
+@pytest.mark.parametrize("no_repeat,seed", [(1, 7), (2, 8)])
+def test_no_repeat_ngram_equals_reference_and_never_repeats(no_repeat, seed):
+    model = tiny_t5(seed=seed)
+    cfg = DiverseBeamConfig(groups=3, beams_per_group=2, diversity_penalty=1.0, min_new_tokens=6, max_new_tokens=9,
+                            no_repeat_ngram_size=no_repeat)
+    ids, mask = _batch(SOURCES)
+    out = diverse_beam_search(model, ids, mask, cfg, eos_token_id=1, pad_token_id=0)
+    for n, src in enumerate(SOURCES):
+        ref = reference_diverse_beam(model, src, 3, 2, 1.0, 6, 9, 1.0, 1, 0, no_repeat=no_repeat)
+        got = out.sequences(n)
+        assert [r[1] for r in ref] == got and got
+        for toks in got:
+            grams = [tuple(toks[i:i + no_repeat]) for i in range(len(toks) - no_repeat + 1)]
+            assert len(grams) == len(set(grams))
+
+
 def test_zero_penalty_groups_each_equal_plain_beam_search():
     model = tiny_t5(seed=5)
     ids, mask = _batch(SOURCES)
