@@ -42,6 +42,8 @@ def write_id_table(path: Path | str, keys: dict[str, list], ids: Sequence[str], 
                    escalation: Escalation | None = None) -> None:
     """Write an ID table atomically; ``keys`` are the key columns (``item_id``, or ``user_id`` + ``position``)."""
     token_ids = tokenizer(list(ids), add_special_tokens=False)["input_ids"] if ids else []
+    if "item_id" in keys:
+        check_distinct_tokens(keys["item_id"], ids, token_ids, path)
     columns = {**keys, "id": list(ids), "token_ids": pa.array(token_ids, pa.list_(pa.int32()))}
     if escalation is not None:
         columns |= {"attempts": escalation.attempts, "lambda": escalation.lam, "window_lo": escalation.window_lo,
@@ -49,6 +51,18 @@ def write_id_table(path: Path | str, keys: dict[str, list], ids: Sequence[str], 
     table = pa.table(columns).replace_schema_metadata({FINGERPRINT_KEY: tokenizer_fingerprint(tokenizer).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def check_distinct_tokens(items: Sequence[str], ids: Sequence[str], token_ids: Sequence[Sequence[int]],
+                          path: Path | str) -> None:
+    """Distinct item IDs must stay distinct as tokens (a prefix trie maps tokens to one item): texts that differ only
+    in characters the tokenizer does not know would not."""
+    first: dict[tuple, int] = {}
+    for n, toks in enumerate(token_ids):
+        m = first.setdefault(tuple(toks), n)
+        if m != n:
+            raise DataError(path, None, f"items {items[m]!r} and {items[n]!r} have IDs {ids[m]!r} and {ids[n]!r}, "
+                            f"which the tokenizer turns into the same tokens {list(toks)}")
 
 
 def read_id_table(path: Path | str) -> dict[str, list]:

@@ -12,11 +12,12 @@ compared after :func:`normalize_id` (lower case, single spaces).
 Two additions to the paper, both config fields: ``no_repeat_ngram_size`` (default 1: no token twice in an ID) keeps
 an under-trained generator from filling its window with repeats ('uxcell a a a a a a'), which carry no meaning for
 the recommender; and ``on_exhausted: suffix`` lets an item whose every candidate is taken at the last state (e.g.
-many chain stores with identical text) take its best candidate with the smallest free number appended ('starbucks
-coffee 2'), instead of failing the whole job (``on_exhausted: error``, the paper's behaviour).
+many chain stores with identical text) take its best candidate with the first free tag appended ('starbucks coffee
+a'), instead of failing the whole job (``on_exhausted: error``, the paper's behaviour).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Mapping, MutableMapping, MutableSequence, NamedTuple, Sequence
 
@@ -88,14 +89,20 @@ class Claimed(NamedTuple):
 
 
 def suffixed(candidates: list[str], taken: set[str]) -> str | None:
-    """The best candidate with the smallest free number appended (2, 3, ...): the last resort of ``suffix``."""
+    """The best candidate with the first free tag appended: the last resort of ``suffix``.
+
+    Tags are words over the candidate's own letters ('a', 'c', ..., then 'aa', 'ac', ...): those came out of the
+    generator's tokenizer, so they tokenize without an unknown token. (Digits did not: Yelp's tokenizer has none,
+    and 'x 2' and 'x 3' became the same tokens.)"""
     base = next((n for n in map(normalize_id, candidates) if n), None)
     if base is None:
         return None
-    k = 2
-    while f"{base} {k}" in taken:
-        k += 1
-    return f"{base} {k}"
+    letters = sorted(set(base) - {" "})
+    for length in itertools.count(1):
+        for tag in itertools.product(letters, repeat=length):
+            text = f"{base} {''.join(tag)}"
+            if text not in taken:
+                return text
 
 
 def claim_round(taken: set[str], proposals: Iterable[tuple[int, list[str]]],

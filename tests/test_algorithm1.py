@@ -48,17 +48,17 @@ def test_run_algorithm1_escalates_until_unique():
         run_algorithm1(list(range(13)), propose, cfg, names=[f"x{i}" for i in range(13)])
 
 
-def test_exhausted_items_take_the_smallest_free_number_after_their_best_candidate():
+def test_exhausted_items_take_their_best_candidate_with_a_free_tag_of_its_own_letters():
     cfg = Algorithm1Config(groups=2, lambda_max=1.0, max_windows=2)  # two states: [1, 10] then [10, 20]
 
     def propose(items, state):
         return [["same", "other"] for _ in items]
 
     result = run_algorithm1(list(range(5)), propose, cfg)
-    assert [result[i].id for i in range(5)] == ["same", "other", "same 2", "same 3", "same 4"]
+    assert [result[i].id for i in range(5)] == ["same", "other", "same a", "same e", "same m"]  # its own letters
     assert result[2].window == (10, 20) and result[2].attempts == 2
-    taken = {"a", "a 2"}
-    assert claim_round(taken, [(7, ["A", "a"])], last_chance={7}) == ([(7, "a 3")], [])
+    taken = {"ab", "ab a", "ab b"}
+    assert claim_round(taken, [(7, ["AB", "ab"])], last_chance={7}) == ([(7, "ab aa")], [])
     assert claim_round({"a"}, [(7, ["a"])]) == ([], [7])  # not at its last state: retry, no suffix
 
 
@@ -85,3 +85,14 @@ def test_user_id_sources_never_see_the_target():
     assert texts == ["id a", "id a ; id b", "id b ; id c"]
     for k, t in zip(keys, texts):
         assert ids[seqs[k.user][k.position]] not in t.split(" ; ")
+
+
+def test_an_id_table_refuses_ids_that_tokenize_alike(sample_tokenizer_dir, tmp_path):
+    from catalog.id_table import write_id_table
+    from catalog.tokenizer import load_tokenizer
+    from infra.errors import DataError
+
+    tok = load_tokenizer(sample_tokenizer_dir)
+    with pytest.raises(DataError, match="'a' and 'b' have IDs 'toy \u4e00' and 'toy \u4e01', which the tokenizer"):
+        write_id_table(tmp_path / "t.parquet", {"item_id": ["a", "b"]}, ["toy \u4e00", "toy \u4e01"], tok)
+    assert not (tmp_path / "t.parquet").exists()
