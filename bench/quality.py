@@ -80,7 +80,8 @@ def training_budget(samples: int, cfg: QualityConfig) -> float:
     return min(cfg.max_budget_s, max(cfg.min_budget_s, cfg.seconds_per_1k_samples * samples / 1000))
 
 
-def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str) -> dict:
+def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str, sasrec: bool = True) -> dict:
+    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off) and popularity."""
     from catalog.split import samples
     from cluster.standard import StandardConfig, prepare_data, run_standard
     from infra.config import load_config
@@ -89,7 +90,7 @@ def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: s
     out = cfg.out / name
     gpu = device.startswith("cuda")
     std = StandardConfig(data=data, out=out, domain=name, users=users, id_actors=0, procs=1,
-                         init_from_generator=cfg.init_from_generator, seed=cfg.seed, device=device,
+                         init_from_generator=cfg.init_from_generator, seed=cfg.seed, device=device, sasrec=sasrec,
                          warmstart_steps=cfg.warmstart_steps * (3 if gpu else 1))
     recipe = cfg.train_config or (REPO / "configs" / "beauty.yaml" if gpu else CPU_RECIPE)
     n = sum(1 for _ in samples(prepare_data(std).sequences, "train"))  # the budget follows the training samples

@@ -1,10 +1,12 @@
-"""The ID subcommands of ``idgenrec``: idgen-warmstart and ids."""
+"""The ID subcommands of ``idgenrec``: idgen-warmstart, ids and add-items."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 
+from cluster.add_items import HELP as ADD_ITEMS_HELP
+from cluster.add_items import AddItemsConfig
 from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, run_ids
 from idgen.warmstart import HELP as WARMSTART_HELP
@@ -34,6 +36,17 @@ def run_ids_command(cfg: IDJobConfig) -> None:
     log.debug(json.dumps(summary, indent=2))
 
 
+def run_add_items_command(cfg: AddItemsConfig) -> None:
+    from cluster.add_items import run_add_items
+
+    r = run_add_items(cfg)
+    print(f"add-items: {r['added']} new item IDs, {r['already_present']} already present (unchanged)"
+          + (f", {r['catalog_added']} added to the catalog" if "catalog_added" in r else "")
+          + (f", skipped {r['skipped']}" if r["skipped"] else "") + f" in {r['seconds']} s")
+    for item, text in r.get("examples", []):
+        print(f"  {item:24} -> {text!r}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     add_job(sub, "idgen-warmstart", WarmStartConfig, run_warmstart,
             "train the ID generator to write extractive tags (warm start)",
@@ -45,3 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "over Ray actors with one central registry (or in this process with --actors 0). Works under `ray job "
             "submit` (or --address); otherwise starts a local Ray instance. Resumable: rerun the same command.",
             IDS_HELP)
+    add_job(sub, "add-items", AddItemsConfig, run_add_items_command,
+            "IDs for new items from their text, against an existing ID table (no retraining)",
+            "Give new items (items.jsonl(.gz) layout) unique IDs by Algorithm 1 with the original ID job's rules, the "
+            "registry starting from every existing ID: no old ID changes, no new ID repeats one. The table is "
+            "rewritten atomically (the previous one kept as item_ids.v<N>.parquet); --catalog appends the items to "
+            "the catalog too. Items already in the table are skipped (--existing error refuses them); a rerun on "
+            "the same file changes nothing. recommend and eval then return the new items without retraining.",
+            ADD_ITEMS_HELP)

@@ -9,6 +9,7 @@ the same rounds run in this process (one generator, the taken IDs in a set): no 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,6 +80,9 @@ HELP = {
     "lambda_max": "highest diversity penalty before the length window widens",
     "window_width": "length windows are [1, w], [w, 2w], ...",
     "max_windows": "windows to try before giving up on an item",
+    "no_repeat_ngram_size": "n > 0: no n-gram twice in an ID (1: no token twice; 0: off, as the paper)",
+    "on_exhausted": "an item with every candidate taken at the last window: suffix (its best candidate plus a tag of "
+                    "its own letters) or error (the paper: the job fails)",
     "device": "auto (actors take a GPU share when the Ray cluster has GPUs), cpu or cuda",
     "gpus_per_actor": "GPU share each actor requests (default: the cluster's GPUs split among the actors, at most 1)",
 }
@@ -203,8 +207,10 @@ class LocalWorkers:
         return {"process": peak_rss_mb()}
 
 
-def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, workers) -> list[Assignment]:
-    """Algorithm 1 over ``texts`` with the workers (Ray actors + registry, or this process); resumes from ``work``."""
+def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, workers,
+             taken: Sequence[str] = ()) -> list[Assignment]:
+    """Algorithm 1 over ``texts`` with the workers (Ray actors + registry, or this process); resumes from ``work``.
+    ``taken``: IDs that exist already (add-items: the table's), which no new ID may equal."""
     a1 = cfg.algorithm1()
     work.mkdir(parents=True, exist_ok=True)
     latest = _latest_round(work)
@@ -213,7 +219,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
         log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
                  sum(i is not None for i in st.ids), len(texts))
     # The registry starts from the finished rounds; after that its claims keep it equal to the assigned IDs.
-    workers.reset([x for x in st.ids if x is not None])
+    workers.reset(list(taken) + [x for x in st.ids if x is not None])
     while True:
         pending = [i for i, x in enumerate(st.ids) if x is None]
         if not pending:
@@ -252,7 +258,7 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
         st.save(work / f"round_{rnd:03d}.parquet")
         dt = time.time() - t0
         if suffixed:
-            log.warning("%s round %d: %d item(s) had every candidate taken at the last state and took a numbered "
+            log.warning("%s round %d: %d item(s) had every candidate taken at the last state and took a tagged "
                         "ID (on_exhausted: suffix)", work.name, rnd, suffixed)
         log.info("%s round %d: %d claimed, %d retry at a higher lambda or longer window (%.1f items/s)",
                  work.name, rnd, claimed_n, len(failed_all), len(pending) / max(dt, 1e-9))
@@ -307,13 +313,22 @@ def run_ids(cfg: IDJobConfig) -> dict:
     if marker.exists() and marker.read_text() != cfg.result_hash():
         raise ValueError(f"{out}: holds work of a job with another configuration; use another --out or remove it")
     marker.write_text(cfg.result_hash())
+    with id_workers(cfg) as workers:
+        return _generate(cfg, cat, tok, out, work, t_start, workers)
+
+
+@contextlib.contextmanager
+def id_workers(cfg: IDJobConfig) -> Iterator[LocalWorkers | RayWorkers]:
+    """This process's generator (``actors: 0``), or Ray actors and the registry (Ray started and stopped here
+    unless a cluster is already connected)."""
     if cfg.actors == 0:
-        return _generate(cfg, cat, tok, out, work, t_start, LocalWorkers(cfg))
+        yield LocalWorkers(cfg)
+        return
     import ray
 
     started = start_ray(cfg.address, cfg.actors)
     try:
-        return _generate(cfg, cat, tok, out, work, t_start, RayWorkers(cfg))
+        yield RayWorkers(cfg)
     finally:
         if started:
             ray.shutdown()

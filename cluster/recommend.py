@@ -40,6 +40,7 @@ class RecommendConfig:
     out: Path | None = None
     k: int = 10
     beams: int = 20
+    candidates: Path | None = None
     exclude_history: bool = False
     with_ids: bool = False
     skip_bad: bool = False
@@ -66,6 +67,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
                      "default or '-': standard input",
         "out": "JSON-lines output file, written atomically (default: standard output, streamed)",
         "k": "items per history", "beams": "beam width (>= k)",
+        "candidates": "file of item ids, one per line: recommend only these (e.g. in stock, or new items); "
+                      "default: every item of the table",
         "exclude_history": "drop items already in the history (fewer than k may remain)",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
@@ -115,6 +118,22 @@ def read_histories(lines: Iterable[str], source: str, known: set[str], problems:
         yield user, items[-max_history:]
 
 
+def read_candidates(path: Path, known: set[str]) -> set[str]:
+    """Item ids, one per line; an unknown one is an error naming the line."""
+    if not Path(path).is_file():
+        raise DataError(path, None, "file not found")
+    out = set()
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        item = line.strip()
+        if item and item not in known:
+            raise DataError(path, number, f"unknown item {item!r}")
+        if item:
+            out.add(item)
+    if not out:
+        raise DataError(path, None, "no candidate items")
+    return out
+
+
 class Ranker:
     """A recommender, its item IDs and trie, loaded once: ranks batches of valid histories (in this process or in
     a Ray actor)."""
@@ -123,10 +142,13 @@ class Ranker:
         self.cfg = cfg
         model, self.tok = load_model_and_tokenizer(cfg.model)
         self.model = model.to(device).eval()
-        self.item_ids = read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"]
-        texts, tokens = item_id_tokens(cfg.ids, self.item_ids, self.tok)  # the recommender's tokens, as in eval
-        self.id_of = dict(zip(self.item_ids, texts))
-        self.trie = Trie.build(tokens, self.tok.eos_token_id, len(self.tok)).to(device)
+        every = read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"]
+        texts, tokens = item_id_tokens(cfg.ids, every, self.tok)  # the recommender's tokens, as in eval
+        self.id_of = dict(zip(every, texts))  # histories may hold any item
+        keep = read_candidates(cfg.candidates, set(every)) if cfg.candidates else None
+        rows = [n for n, i in enumerate(every) if keep is None or i in keep]
+        self.item_ids = [every[n] for n in rows]  # what may be recommended
+        self.trie = Trie.build([tokens[n] for n in rows], self.tok.eos_token_id, len(self.tok)).to(device)
 
     def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
         """One JSON line per (user, items) history, in order."""

@@ -49,3 +49,19 @@ def test_k_needs_enough_beams():
     model = tiny_t5(vocab=V)
     with pytest.raises(ValueError, match="beams"):
         recommend(model, torch.tensor([[3, 1]]), torch.tensor([[1, 1]]), Trie.build([[3]], EOS, V), 2, 5, EOS, PAD)
+
+
+def test_no_repeat_ngram_also_holds_under_a_trie():
+    from recommender.decode import TrieConstraint
+    from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
+
+    model = tiny_t5(vocab=V, seed=3)
+    ids = [[5, 5, 6], [5, 6, 7], [7, 7], [8, 9, 8], [9]]  # three repeat a token
+    trie = Trie.build(ids, EOS, V)
+    src, mask = torch.tensor([[3, 4, 1], [12, 13, 1]]), torch.ones(2, 3, dtype=torch.long)
+    cfg = DiverseBeamConfig(groups=1, beams_per_group=8, diversity_penalty=0.0, min_new_tokens=0,
+                            max_new_tokens=trie.max_depth - 1, early_stopping=True, no_repeat_ngram_size=1)
+    res = diverse_beam_search(model, src, mask, cfg, EOS, PAD, banned_token_ids=[],
+                              constraint=TrieConstraint(trie, 2 * 8, src.device))
+    for u in range(2):
+        assert sorted(res.sequences(u)) == [[5, 6, 7], [9]]  # every ID without a repeat, and only those

@@ -29,3 +29,14 @@ def test_popularity_never_sees_the_targets():
     assert popularity_metrics(seqs, "test")["HR@10"] == 0.0
     # valid: counts from the first items only (a, a, b) -> [a, b]; targets b, c, a -> 2 of 3 hit
     assert popularity_metrics(seqs, "valid")["HR@5"] == pytest.approx(2 / 3)
+
+
+def test_text_similarity_ranks_by_shared_rare_words_and_skips_the_history():
+    from eval.baselines import text_similarity_ranking
+
+    texts = ["red fire truck", "blue fire truck", "green apple", "red apple pie", "lego ship", "fire truck ladder"]
+    top = text_similarity_ranking(texts, [[0], [2, 3], [4]], k=2, batch=2)
+    assert top[0] == [1, 5] or top[0] == [5, 1]  # the other fire trucks, never item 0 itself
+    assert 0 not in top[0] and 2 not in top[1] and 3 not in top[1]
+    assert top[1][0] == 0  # 'red' (from 'red apple pie', the last item) is shared only with item 0
+    assert len(top[2]) == 2 and 4 not in top[2]

@@ -112,3 +112,17 @@ def assert_same(lines: list[dict], expected: list[dict]) -> None:
     """The same users, items and IDs in the same order; scores equal but for float rounding (other batches)."""
     assert [(r["user"], r["items"], r["ids"]) for r in lines] == [(r["user"], r["items"], r["ids"]) for r in expected]
     assert all(r["scores"] == pytest.approx(e["scores"], abs=1e-4) for r, e in zip(lines, expected))
+
+
+def test_candidates_limit_what_is_recommended(served, word_ids, tmp_path):
+    d, cat, todo, _ = served
+    allowed = cat.item_ids[5:9]
+    (tmp_path / "c.txt").write_text("\n".join(allowed) + "\n")
+    stdin = io.StringIO(f"{cat.users[todo[0].user]} {' '.join(todo[0].history)}\n")  # history items outside the set
+    stdout = io.StringIO()
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, candidates=tmp_path / "c.txt", k=4, beams=4, device="cpu")
+    run_recommend(cfg, stdin, stdout)
+    assert sorted(json.loads(stdout.getvalue())["items"]) == sorted(allowed)
+    (tmp_path / "c.txt").write_text(f"{allowed[0]}\nno-such-item\n")
+    with pytest.raises(DataError, match=r"c.txt:2: unknown item 'no-such-item'"):
+        run_recommend(cfg, io.StringIO(stdin.getvalue()), io.StringIO())

@@ -1,0 +1,212 @@
+"""New items without retraining: hold out a seeded random share of a dataset's items, train on the rest, add the
+held-out items with ``idgenrec add-items``, and rank for the users whose test target is a new item.
+
+1. ``out/train_data/``: the dataset without the held-out items (removed from every sequence and from the item
+   file), and ``out/new_items.jsonl.gz``: the held-out items' records.
+2. ``out/train/``: the standard recipe on the training data, sized as ``bench/quality.py`` sizes it (its function):
+   tokenizer, generator warm start and recommender never see a held-out item's text or interaction.
+3. ``add-items`` onto a copy of that run's ID table and catalog (``out/added/``).
+4. Test users: those of the full dataset whose last item is a held-out item; history = the items before it (the last
+   ``max_history``; held-out items in it have IDs now too). All methods rank over every item, old and new:
+   ours (the best-on-validation recommender, trie of the extended table), popularity (training counts: a new item
+   has none), and text similarity (TF-IDF cosine to the user's last 3 items, history excluded).
+
+Writes ``out/new_items.json`` (metrics per method, users, items, the share of new items in ours' top-10) and prints a
+table.
+
+    python bench/new_items.py [--data ../shared/data/Scientific] [--fraction 0.1] [--out runs/new_items]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED_DATA  # noqa: E402  (puts the repo on the path)
+
+METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+log = logging.getLogger("idgenrec.bench")
+
+
+@dataclass
+class NewItemsConfig:
+    data: Path = SHARED_DATA / "Scientific"
+    out: Path = Path("runs/new_items")
+    fraction: float = 0.1
+    max_history: int = 20
+    warmstart_steps: int = 1500
+    min_budget_s: float = 240.0
+    max_budget_s: float = 600.0
+    device: str = "auto"
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise ValueError("fraction must be in (0, 1)")
+
+
+HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
+        "fraction": "share of the items held out as new (seeded random draw)",
+        "max_history": "history items in a prompt",
+        "warmstart_steps": "generator warm-start steps (as bench/quality.py)",
+        "min_budget_s": "recommender training budget, at least (bench/quality.py's rule between the two)",
+        "max_budget_s": "recommender training budget, at most", "device": "auto, cpu or cuda"}
+
+
+def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
+    """(training data folder, new-items file, held-out item ids), written once."""
+    from catalog.sources import read_items, read_sequences
+    from infra.atomic import atomic_dir, atomic_path
+    from infra.errors import Problems
+
+    data, out = Path(cfg.data), Path(cfg.out)
+    items_path = data / "items.jsonl.gz" if (data / "items.jsonl.gz").exists() else data / "items.jsonl"
+    records = read_items(items_path, Problems())
+    seqs, _ = read_sequences(data / "user_sequence.txt", Problems())
+    used = sorted({i for _, s in seqs for i in s if i in records})
+    held = set(random.Random(cfg.seed).sample(used, round(cfg.fraction * len(used))))
+    train_dir, new_file = out / "train_data", out / "new_items.jsonl.gz"
+    if not (train_dir / "user_sequence.txt").exists():
+        with atomic_dir(train_dir) as tmp:
+            lines = [(u, [i for i in s if i not in held]) for u, s in seqs]
+            (tmp / "user_sequence.txt").write_text("".join(f"{u} {' '.join(s)}\n" for u, s in lines if s))
+            _write_items(tmp / "items.jsonl.gz", {k: v for k, v in records.items() if k not in held})
+        with atomic_path(new_file) as tmp:
+            _write_items(tmp, {k: records[k] for k in used if k in held})
+    return train_dir, new_file, held
+
+
+def _write_items(path: Path, records: dict[str, dict]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for item, rec in records.items():
+            fh.write(json.dumps({"item_id": item, **rec}) + "\n")
+
+
+def add_new_items(run: Path, new_file: Path, out: Path, device: str) -> dict:
+    """``add-items`` onto copies of the trained run's ID table and catalog (the run itself stays as trained)."""
+    from cluster.add_items import AddItemsConfig, run_add_items
+
+    if not (out / "done.json").exists():
+        for name in ("ids", "catalog"):
+            if (out / name).exists():
+                shutil.rmtree(out / name)
+            shutil.copytree(run / name, out / name, ignore=shutil.ignore_patterns("work"))
+        r = run_add_items(AddItemsConfig(ids=out / "ids", items=new_file, catalog=out / "catalog", device=device))
+        (out / "done.json").write_text(json.dumps(r))
+    return json.loads((out / "done.json").read_text())
+
+
+def ours_rankings(model: Path, ids: Path, histories: list[list[str]], cfg: NewItemsConfig, train: dict,
+                  device: str, candidates: Path | None = None) -> list[list[str]]:
+    """Top-10 by ``recommend``'s ranker, decoded as the trainer's validation decodes (beams, length penalty)."""
+    from cluster.recommend import Ranker, RecommendConfig
+
+    ranker = Ranker(RecommendConfig(model=model, ids=ids, k=10, beams=train["eval_beams"], max_history=cfg.max_history,
+                                    length_penalty=train["eval_length_penalty"], candidates=candidates), device)
+    lines = []
+    for start in range(0, len(histories), 64):
+        lines += ranker.rank([(str(n), h) for n, h in enumerate(histories[start:start + 64], start)])
+    return [json.loads(line)["items"] for line in lines]
+
+
+def new_only_candidates(out: Path, held: set[str]) -> Path:
+    """The new items as a ``recommend --candidates`` file."""
+    path = out / "new_items.txt"
+    path.write_text("".join(f"{i}\n" for i in sorted(held)))
+    return path
+
+
+def run(cfg: NewItemsConfig) -> dict:
+    import quality  # bench/quality.py: the same recipe and budget
+
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.split import samples
+    from catalog.store import read_catalog
+    from eval.baselines import popularity_ranking, text_similarity_ranking
+    from eval.metrics import leave_one_out_metrics
+    from eval.runs import TrainingRun
+    from infra.atomic import write_json
+    from infra.device import resolve_device
+
+    t0, out, device = time.time(), Path(cfg.out), str(resolve_device(cfg.device))
+    train_dir, new_file, held = split_dataset(cfg)
+    qcfg = quality.QualityConfig(out=out, seed=cfg.seed, warmstart_steps=cfg.warmstart_steps,
+                                 min_budget_s=cfg.min_budget_s, max_budget_s=cfg.max_budget_s)
+    trained = quality.one_dataset(qcfg, train_dir, "train", 0, device, sasrec=False)
+    added = add_new_items(out / "train", new_file, out / "added", device)
+    full_dir = out / "full_catalog"
+    if not (full_dir / "stats.json").exists():
+        prepare(PrepareConfig(data=Path(cfg.data), out=full_dir))
+    full = read_catalog(full_dir)
+    cases = [s for s in samples(full.sequences, "test", cfg.max_history) if s.target in held]
+    histories, targets = [list(s.history) for s in cases], [s.target for s in cases]
+    log.info("%d test users whose target is one of the %d new items", len(cases), len(held))
+    catalog = read_catalog(out / "added" / "catalog")
+    row = catalog.item_index()
+    ranked = {
+        "ours": ours_rankings(TrainingRun(out / "train" / "recommender").best, out / "added" / "ids", histories, cfg,
+                              trained["train_config"], device),
+        "popularity": [popularity_ranking(read_catalog(out / "train" / "catalog").sequences, "test", 10)] * len(cases),
+        "text similarity": [[catalog.item_ids[i] for i in top] for top in text_similarity_ranking(
+            catalog.texts, [[row[i] for i in h] for h in histories], 10)],
+    }
+    # Among the new items only (a trie of their IDs; text similarity's full ranking filtered): does the model order
+    # the new items sensibly, once it is made to choose among them?
+    only = new_only_candidates(out, held)
+    among_new = {
+        "ours": ours_rankings(TrainingRun(out / "train" / "recommender").best, out / "added" / "ids", histories, cfg,
+                              trained["train_config"], device, candidates=only),
+        "text similarity": [[catalog.item_ids[i] for i in top if catalog.item_ids[i] in held][:10]
+                            for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
+                                                               len(catalog.item_ids))],
+    }
+    result = {"dataset": Path(cfg.data).name, "held_out_items": len(held), "items": len(catalog.item_ids),
+              "users": len(cases), "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},
+              "methods": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in ranked.items()},
+              "among_new_items": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in among_new.items()},
+              "ours_new_share_of_top10": sum(i in held for r in ranked["ours"] for i in r[:10]) /
+              max(1, sum(len(r[:10]) for r in ranked["ours"])),
+              "config": {k: str(v) for k, v in vars(cfg).items()}, "wall_s": round(time.time() - t0, 1)}
+    write_json(out / "new_items.json", result)
+    return result
+
+
+def table(r: dict) -> str:
+    rows = [f"{r['dataset']}: {r['users']} test users whose target is one of {r['held_out_items']} new items "
+            f"(of {r['items']}); ranked over all items",
+            f"{'method':16s} " + " ".join(f"{m:>8s}" for m in METRICS)]
+    for method, m in r["methods"].items():
+        rows.append(f"{method:16s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS))
+    rows.append(f"new items in ours' top-10: {r['ours_new_share_of_top10']:.1%}")
+    rows.append("ranked among the new items only:")
+    for method, m in r["among_new_items"].items():
+        rows.append(f"{method:16s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS))
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from infra.config import add_config_args, config_from_args
+    from infra.logs import setup_logging
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(ap, NewItemsConfig, HELP)
+    cfg = config_from_args(NewItemsConfig, ap.parse_args(argv))
+    setup_logging()
+    result = run(cfg)
+    text = table(result)
+    (Path(cfg.out) / "table.txt").write_text(text + "\n")
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    sys.exit(main())
