@@ -19,7 +19,6 @@ table.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import random
@@ -63,7 +62,7 @@ HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
 
 def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
     """(training data folder, new-items file, held-out item ids), written once."""
-    from catalog.sources import read_items, read_sequences
+    from catalog.sources import read_items, read_sequences, write_items, write_shared
     from infra.atomic import atomic_dir, atomic_path
     from infra.errors import Problems
 
@@ -76,18 +75,11 @@ def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
     train_dir, new_file = out / "train_data", out / "new_items.jsonl.gz"
     if not (train_dir / "user_sequence.txt").exists():
         with atomic_dir(train_dir) as tmp:
-            lines = [(u, [i for i in s if i not in held]) for u, s in seqs]
-            (tmp / "user_sequence.txt").write_text("".join(f"{u} {' '.join(s)}\n" for u, s in lines if s))
-            _write_items(tmp / "items.jsonl.gz", {k: v for k, v in records.items() if k not in held})
+            write_shared(tmp, [(u, [i for i in s if i not in held]) for u, s in seqs],
+                         {k: v for k, v in records.items() if k not in held})
         with atomic_path(new_file) as tmp:
-            _write_items(tmp, {k: records[k] for k in used if k in held})
+            write_items(tmp, {k: records[k] for k in used if k in held})
     return train_dir, new_file, held
-
-
-def _write_items(path: Path, records: dict[str, dict]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        for item, rec in records.items():
-            fh.write(json.dumps({"item_id": item, **rec}) + "\n")
 
 
 def add_new_items(run: Path, new_file: Path, out: Path, device: str) -> dict:
@@ -151,22 +143,21 @@ def run(cfg: NewItemsConfig) -> dict:
     log.info("%d test users whose target is one of the %d new items", len(cases), len(held))
     catalog = read_catalog(out / "added" / "catalog")
     row = catalog.item_index()
+    model = TrainingRun(out / "train" / "recommender").best
+    by_text = [[catalog.item_ids[i] for i in top]  # every item, most similar first
+               for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
+                                                  len(catalog.item_ids))]
     ranked = {
-        "ours": ours_rankings(TrainingRun(out / "train" / "recommender").best, out / "added" / "ids", histories, cfg,
-                              trained["train_config"], device),
+        "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device),
         "popularity": [popularity_ranking(read_catalog(out / "train" / "catalog").sequences, "test", 10)] * len(cases),
-        "text similarity": [[catalog.item_ids[i] for i in top] for top in text_similarity_ranking(
-            catalog.texts, [[row[i] for i in h] for h in histories], 10)],
+        "text similarity": [top[:10] for top in by_text],
     }
     # Among the new items only (a trie of their IDs; text similarity's full ranking filtered): does the model order
     # the new items sensibly, once it is made to choose among them?
-    only = new_only_candidates(out, held)
     among_new = {
-        "ours": ours_rankings(TrainingRun(out / "train" / "recommender").best, out / "added" / "ids", histories, cfg,
-                              trained["train_config"], device, candidates=only),
-        "text similarity": [[catalog.item_ids[i] for i in top if catalog.item_ids[i] in held][:10]
-                            for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
-                                                               len(catalog.item_ids))],
+        "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device,
+                              candidates=new_only_candidates(out, held)),
+        "text similarity": [[i for i in top if i in held][:10] for top in by_text],
     }
     result = {"dataset": Path(cfg.data).name, "held_out_items": len(held), "items": len(catalog.item_ids),
               "users": len(cases), "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},

@@ -1,12 +1,10 @@
 """Small real slices of a dataset (shared layout), e.g. the sample shipped in ``catalog/sample/``."""
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from pathlib import Path
 
-from catalog.sources import read_shared
+from catalog.sources import read_shared, write_shared
 from infra.atomic import atomic_dir
 from infra.errors import Problems
 
@@ -21,11 +19,7 @@ def write_slice(src: Path, dst: Path, users: int, seed: int = 0) -> dict[str, in
     sequences = [raw.sequences[i] for i in sorted(picked)]
     used = {i for _, items in sequences for i in items}
     with atomic_dir(dst) as tmp:
-        (tmp / "user_sequence.txt").write_text("".join(f"{u} {' '.join(s)}\n" for u, s in sequences))
-        with gzip.GzipFile(tmp / "items.jsonl.gz", "wb", mtime=0) as fh:
-            for item_id, fields in raw.items.items():
-                if item_id in used:
-                    fh.write((json.dumps({"item_id": item_id, **fields}, ensure_ascii=False) + "\n").encode())
+        write_shared(tmp, sequences, {i: fields for i, fields in raw.items.items() if i in used})
         (tmp / "SOURCE.md").write_text(
             f"# Sample of {src.name}\n\n{len(sequences)} users drawn at random (seed {seed}) from `{src.name}` "
             f"with the {len(used)} items they touch; lines unchanged. Made by `idgenrec sample`. "

@@ -1,6 +1,8 @@
 """The shared dataset layout: ``user_sequence.txt`` (user then items, oldest first) + ``items.jsonl.gz``."""
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,3 +73,16 @@ def read_shared(folder: Path, problems: Problems) -> RawDataset:
     sequences, lines = read_sequences(seq_path, problems)
     return RawDataset(items=items, sequences=sequences, items_path=items_path, sequences_path=seq_path,
                       user_lines=lines)
+
+
+def write_items(path: Path, records: dict[str, dict[str, Any]]) -> None:
+    """``items.jsonl.gz``: one JSON object per item, its id first (gzip without a timestamp: same input, same bytes)."""
+    with gzip.GzipFile(path, "wb", mtime=0) as fh:
+        for item_id, fields in records.items():
+            fh.write((json.dumps({"item_id": item_id, **fields}, ensure_ascii=False) + "\n").encode())
+
+
+def write_shared(folder: Path, sequences: list[tuple[str, list[str]]], records: dict[str, dict[str, Any]]) -> None:
+    """A dataset in the shared layout: ``user_sequence.txt`` (users with no items left out) and ``items.jsonl.gz``."""
+    (folder / "user_sequence.txt").write_text("".join(f"{u} {' '.join(s)}\n" for u, s in sequences if s))
+    write_items(folder / "items.jsonl.gz", records)

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from catalog.id_table import ITEM_TABLE, Escalation, read_id_table, table_fingerprint, write_id_table
 from catalog.prepare import PrepareConfig, render
 from catalog.sources import read_items
@@ -86,9 +84,9 @@ def render_config(catalog: Path | None) -> PrepareConfig:
     return load_config(PrepareConfig, saved) if saved and saved.is_file() else PrepareConfig()
 
 
-def new_item_texts(cfg: AddItemsConfig, known: set[str], problems: Problems) -> tuple[dict[str, dict], list[str],
-                                                                                      list[str]]:
-    """(all records of the file, fresh item ids in file order, their rendered texts)."""
+def new_item_texts(cfg: AddItemsConfig, known: set[str], pcfg: PrepareConfig, problems: Problems
+                   ) -> tuple[dict[str, dict], list[str], list[str]]:
+    """(all records of the file, fresh item ids in file order, their texts rendered by ``pcfg``)."""
     if not Path(cfg.items).is_file():
         raise DataError(cfg.items, None, "file not found")
     records = read_items(Path(cfg.items), problems)
@@ -98,7 +96,6 @@ def new_item_texts(cfg: AddItemsConfig, known: set[str], problems: Problems) -> 
                                          "(--existing skip leaves them as they are)")
     if present:
         log.info("%d item(s) already have an ID: skipped", len(present))
-    pcfg = render_config(cfg.catalog)
     fresh, texts = [], []
     for item, rec in records.items():
         if item in known:
@@ -166,8 +163,8 @@ def run_add_items(cfg: AddItemsConfig) -> dict:
     t0, ids_dir = time.time(), Path(cfg.ids)
     job = original_job(cfg)
     table = read_id_table(ids_dir / ITEM_TABLE)
-    problems, known = Problems(skip_bad=cfg.skip_bad), set(table["item_id"])
-    records, fresh, texts = new_item_texts(cfg, known, problems)
+    problems, known, pcfg = Problems(skip_bad=cfg.skip_bad), set(table["item_id"]), render_config(cfg.catalog)
+    records, fresh, texts = new_item_texts(cfg, known, pcfg, problems)
     result = {"file_items": len(records), "added": len(fresh), "already_present": sum(i in known for i in records),
               "skipped": problems.summary()}
     if fresh:
@@ -184,9 +181,8 @@ def run_add_items(cfg: AddItemsConfig) -> dict:
         result |= {"previous_table": str(kept), "examples": [[i, a.id] for i, a in zip(fresh[:5], assignments)]}
         log.info("%d new item IDs written to %s (previous table kept as %s)", len(fresh), ids_dir / ITEM_TABLE,
                  kept.name)
-    if cfg.catalog:
-        items = set(pq.read_table(ids_dir / ITEM_TABLE, columns=["item_id"]).column("item_id").to_pylist())
-        result["catalog_added"] = extend_catalog(Path(cfg.catalog), records, items, render_config(cfg.catalog))
+    if cfg.catalog:  # the table now holds the old items and the fresh ones
+        result["catalog_added"] = extend_catalog(Path(cfg.catalog), records, known | set(fresh), pcfg)
     result["seconds"] = round(time.time() - t0, 2)
     if fresh:
         history = ids_dir / "additions.json"
