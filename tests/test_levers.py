@@ -82,6 +82,14 @@ def test_label_smoothing_weight_decay_groups_and_dropout():
     set_dropout(model, 0.3)
     drops = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     assert drops and set(drops) == {0.3} and model.config.dropout_rate == 0.3
+    config = model.config
+    config.dropout_rate = 0.2  # a checkpoint trained with dropout: its attention modules hold 0.2 as a float
+    model = type(model)(config).train()
+    set_dropout(model, 0.0)  # off means off, the attention weights' dropout included
+    torch.manual_seed(0)
+    first = model(**inputs).logits
+    torch.manual_seed(1)
+    assert model.training and torch.equal(first, model(**inputs).logits)
 
 
 def test_a_checkpoint_trains_with_its_dropout_on(tiny_generator):
