@@ -34,7 +34,8 @@ def run_demo(args: argparse.Namespace) -> None:
         generator_size="tiny", warmstart_steps=args.warmstart_steps, warmstart_batch=32, warmstart_lr=1e-2,
         source_tokens=32, id_actors=2, samples_per_shard=1000, init_from_generator=True, procs=2,
         sasrec_epochs=args.sasrec_epochs)
-    recommender = TrainConfig(zero_stage=2, micro_batch=32, epochs=args.epochs, lr=3e-3, eval_beams=20)
+    recommender = TrainConfig(zero_stage=2, micro_batch=32, epochs=args.epochs, lr=3e-3, eval_beams=20,
+                              dropout=0.0)  # the CPU recipe's levers (label smoothing is the default)
     run_standard(standard, recommender)
     generator, best = out / TRAIN / "generator", TrainingRun(out / TRAIN / "recommender").best
     run_zeroshot(ZeroShotConfig(generator=generator, recommender=best, data=[SAMPLE_DIR / HELDOUT],
