@@ -1,5 +1,6 @@
-"""Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE and popularity on real
-datasets, in one run, on the same users of the same split; CPU-sized (about an hour on 2 cores by default).
+"""Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity and a
+first-order Markov chain (successors of the last item) on real datasets, in one run, on the same users of the same
+split; CPU-sized (about an hour on 2 cores by default).
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``
@@ -81,7 +82,8 @@ def training_budget(samples: int, cfg: QualityConfig) -> float:
 
 
 def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str, sasrec: bool = True) -> dict:
-    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off) and popularity."""
+    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off), popularity and the
+    Markov chain."""
     from catalog.split import samples
     from cluster.standard import StandardConfig, prepare_data, run_standard
     from infra.config import load_config
@@ -107,9 +109,12 @@ def table(results: dict) -> str:
         if not isinstance(r, dict) or "ours" not in r:
             continue
         ours, sas, pop = r["ours"]["test"], r["sasrec"]["test"], r["popularity"]["test"]
-        for method, m, extra in (("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}"),
-                                 ("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
-                                 ("popularity", pop, " " * 12)):
+        rows_of = [("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}"),
+                   ("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
+                   ("popularity", pop, " " * 12)]
+        if "markov" in r:  # the item-to-item reference (results written before it have none)
+            rows_of.append(("Markov", r["markov"]["test"], " " * 12))
+        for method, m, extra in rows_of:
             rows.append(f"{name:18s} {method:10s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS) + f"  {extra}")
         rows.append(f"{name:18s} {'ours/SAS':10s} " + " ".join(f"{ours[k] / max(sas[k], 1e-9):8.2f}" for k in METRICS)
                     + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "

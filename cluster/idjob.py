@@ -81,6 +81,7 @@ HELP = {
     "window_width": "length windows are [1, w], [w, 2w], ...",
     "max_windows": "windows to try before giving up on an item",
     "no_repeat_ngram_size": "n > 0: no n-gram twice in an ID (1: no token twice; 0: off, as the paper)",
+    "copy_source": "IDs of tokens of the item's own text only (for thin text: names a generator cannot copy yet)",
     "on_exhausted": "an item with every candidate taken at the last window: suffix (its best candidate plus a tag of "
                     "its own letters) or error (the paper: the job fails)",
     "device": "auto (actors take a GPU share when the Ray cluster has GPUs), cpu or cuda",

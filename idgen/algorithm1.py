@@ -9,11 +9,12 @@ item proposes candidates at its own (lambda, window) state, then claims are reso
 (:func:`claim_round`), so an item's result depends only on the catalog, never on how the work was split. IDs are
 compared after :func:`normalize_id` (lower case, single spaces).
 
-Two additions to the paper, both config fields: ``no_repeat_ngram_size`` (default 1: no token twice in an ID) keeps
+Three additions to the paper, all config fields: ``no_repeat_ngram_size`` (default 1: no token twice in an ID) keeps
 an under-trained generator from filling its window with repeats ('uxcell a a a a a a'), which carry no meaning for
 the recommender; and ``on_exhausted: suffix`` lets an item whose every candidate is taken at the last state (e.g.
 many chain stores with identical text) take its best candidate with the first free tag appended ('starbucks coffee
-a'), instead of failing the whole job (``on_exhausted: error``, the paper's behaviour).
+a'), instead of failing the whole job (``on_exhausted: error``, the paper's behaviour); ``copy_source`` (default
+off) lets the generator write only words of the item's own text, for thin text whose names it never learned to copy.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Algorithm1Config:
     length_penalty: float = 1.0
     no_repeat_ngram_size: int = 1
     on_exhausted: str = "suffix"
+    copy_source: bool = False
 
     def __post_init__(self):
         if self.on_exhausted not in ("suffix", "error"):
@@ -67,7 +69,8 @@ def beam_config(state: State, cfg: Algorithm1Config) -> DiverseBeamConfig:
     lo, hi = window(state, cfg)
     return DiverseBeamConfig(groups=cfg.groups, beams_per_group=cfg.beams_per_group,
                              diversity_penalty=penalty(state, cfg), min_new_tokens=lo, max_new_tokens=hi,
-                             length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+                             length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                             copy_source=cfg.copy_source)
 
 
 def next_state(state: State, cfg: Algorithm1Config) -> State | None:

@@ -10,6 +10,8 @@ others continue. Hypotheses are scored ``sum log p / (length + 1) ** length_pena
 Length window: end-of-sequence is forbidden before ``min_new_tokens`` tokens and forced after ``max_new_tokens``.
 ``no_repeat_ngram_size`` n > 0 forbids a token that would repeat an n-gram already in the beam (n = 1: no token
 twice), as transformers' option of that name: an under-trained generator otherwise fills its window with repeats.
+``copy_source`` allows only tokens of the item's own input (and the end token): extractive IDs, for a generator that
+has not learned to copy rare words (business names) and would otherwise write the same category words for all.
 A group stops once it holds ``beams_per_group`` hypotheses and no running beam can still beat the worst of them.
 Many items run at once: the encoder runs once, the decoder's key/value cache is reused and reordered; the only
 per-step Python loop is over groups (they depend on each other through the penalty).
@@ -35,6 +37,7 @@ class DiverseBeamConfig:
     max_new_tokens: int = 10
     length_penalty: float = 1.0
     no_repeat_ngram_size: int = 0  # > 0: a beam never repeats an n-gram of its own
+    copy_source: bool = False  # only tokens of the item's own input (and the end token)
     early_stopping: bool = False  # True: a group stops at beams_per_group hypotheses (transformers' early_stopping)
 
     def __post_init__(self):
@@ -117,6 +120,14 @@ def repeat_bans(running: torch.Tensor, step: int, n: int) -> tuple[torch.Tensor,
     return rows, grams[rows, pos, -1]
 
 
+def source_vocabulary(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: int, eos: int) -> torch.Tensor:
+    """(items, vocab) bool: the tokens of each item's input, and the end token."""
+    allowed = torch.zeros((input_ids.shape[0], vocab), dtype=torch.bool, device=input_ids.device)
+    allowed.scatter_(1, input_ids, attention_mask.bool())
+    allowed[:, eos] = True
+    return allowed
+
+
 def _sparse_candidates(rows: torch.Tensor, toks: torch.Tensor, vals: torch.Tensor, N: int, G: int, P: int):
     """Per group: the top ``2P`` (score, beam, token) of each item among the allowed pairs only.
 
@@ -162,6 +173,7 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
     dec = CachedDecoder(model, input_ids, attention_mask, G * P)
     V = model.lm_head.weight.shape[0]
     alpha = cfg.length_penalty
+    allowed = source_vocabulary(input_ids, attention_mask, V, eos_token_id) if cfg.copy_source else None
 
     beam_scores = torch.full((N, G, P), NEG, device=dev)
     beam_scores[:, :, 0] = 0.0  # identical start beams: only the first may extend, as in HuggingFace
@@ -185,6 +197,8 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
                 ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
                 hit = torch.isin(pair_rows * V + pair_toks, ban_rows * V + ban_toks)
                 vals = vals.masked_fill(hit, float("-inf"))
+            if allowed is not None:
+                vals = vals.masked_fill(~allowed[pair_rows // (G * P), pair_toks], float("-inf"))
             sparse = _sparse_candidates(pair_rows, pair_toks, vals, N, G, P)
         else:
             logp = dec.log_probs(hidden).view(N, G, P, V)
@@ -192,6 +206,8 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
             if cfg.no_repeat_ngram_size:
                 ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
                 logp.view(-1, V)[ban_rows, ban_toks] = float("-inf")
+            if allowed is not None:
+                logp.masked_fill_(~allowed[:, None, None, :], float("-inf"))
             sparse = None
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()

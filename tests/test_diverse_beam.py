@@ -75,3 +75,17 @@ def test_penalty_makes_groups_differ_and_is_independent_of_batch():
         assert len(set(firsts)) == 6  # a huge penalty: each group starts with another token
         alone = diverse_beam_search(model, *_batch([SOURCES[n]]), cfg, 1, 0)
         assert alone.sequences(0) == out.sequences(n)
+
+
+def test_copy_source_writes_only_tokens_of_the_items_own_input():
+    model = tiny_t5(seed=9)
+    ids, mask = _batch(SOURCES)
+    free = diverse_beam_search(model, ids, mask, DiverseBeamConfig(groups=4, max_new_tokens=4), eos_token_id=1,
+                               pad_token_id=0)
+    assert any(t not in src for n, src in enumerate(SOURCES) for c in free.sequences(n) for t in c)  # not vacuous
+    cfg = DiverseBeamConfig(groups=4, max_new_tokens=4, copy_source=True, no_repeat_ngram_size=1)
+    out = diverse_beam_search(model, ids, mask, cfg, eos_token_id=1, pad_token_id=0)
+    for n, src in enumerate(SOURCES):
+        got = out.sequences(n)
+        assert got and all(t in src and t != 1 for c in got for t in c)
+    assert {tuple(c) for c in out.sequences(3)} == {(20,)}  # one source word: the only ID it can write

@@ -31,6 +31,21 @@ def test_popularity_never_sees_the_targets():
     assert popularity_metrics(seqs, "valid")["HR@5"] == pytest.approx(2 / 3)
 
 
+def test_markov_chain_ranks_successors_of_the_last_item_then_popular_ones():
+    from eval.baselines import markov_metrics, markov_rankings
+
+    seqs = [["a", "b", "c", "x"], ["a", "b", "d", "b"], ["c", "a", "y", "a"], ["q", "a", "b"]]
+    # test: transitions in everything but the last items: a->b twice, a->y, b->c, b->d, c->a, q->a;
+    # popularity there: a 4, b 2, c 2, then d, q, y
+    ranked = markov_rankings(seqs, "test", 3)
+    assert ranked[0] == ["a", "b", "c"]  # c -> a, then the most popular items not listed yet
+    assert ranked[1] == ["a", "b", "c"]  # d has no successor seen: popularity alone
+    assert ranked[3] == ["b", "y", "a"]  # a -> b (twice) before a -> y (once), then popular
+    assert "x" not in sum(ranked, []) and markov_metrics(seqs, "test")["HR@5"] == pytest.approx(3 / 4)
+    # valid: the last two items of each user are hidden: only a->b (twice) and c->a are seen
+    assert markov_rankings(seqs, "valid", 1) == [["a"], ["a"], ["b"], ["a"]]
+
+
 def test_text_similarity_ranks_by_shared_rare_words_and_skips_the_history():
     from eval.baselines import text_similarity_ranking
 
