@@ -1,7 +1,9 @@
 """Prompts for sequential recommendation, in the spirit of P5 and the paper, with no dataset name in them, so a
 model moves across platforms. Training picks a template at random per sample (seeded; optionally drawn again every
-epoch); evaluation uses a fixed one. The history is item IDs oldest first, separated by " ; " so the recommender can
-tell items apart. Grounding prompts teach what the ID words mean: an item's text -> its ID, an ID -> its title.
+epoch); evaluation uses a fixed one. The history is item IDs, the most recent first, separated by " ; " so the
+recommender can tell items apart: the last item, the strongest single clue to the next one (a first-order Markov
+chain of successors is as good as SASRec on Office_Industrial), then always stands at the same place, right after the
+template's opening words, and a prompt cut to the token limit loses the oldest items, not the newest. Grounding prompts teach what the ID words mean: an item's text -> its ID, an ID -> its title.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ TEMPLATES = (
     "{user}has interacted with items {history} ; what is the next recommendation for the user ?",
     "based on the items {user}has bought: {history} ; can you recommend the next item ?",
     "according to the history {history} of {user}, which item will be chosen next ?",
-    "{user}bought {history} in this order ; guess the next item .",
+    "{user}bought {history} , the latest first ; guess the next item .",
     "the sequence of items of {user}is {history} ; recommend one item to follow .",
     "considering {history} , the items of {user}so far , predict the item that comes next .",
     "{user}liked {history} ; what would the user like next ?",
@@ -27,11 +29,12 @@ TEMPLATES = (
 
 
 def render_prompt(history: Sequence[str], user_id: str | None = None, template: int = EVAL_TEMPLATE) -> str:
-    """A prompt from item IDs (oldest first) and an optional user ID."""
+    """A prompt from item IDs (given oldest first, as sequences store them; written most recent first) and an
+    optional user ID."""
     if not history:
         raise ValueError("empty history: a prompt needs at least one item")
     user = f"user {user_id} " if user_id else "the user "
-    return TEMPLATES[template].format(user=user, history=ITEM_SEPARATOR.join(history))
+    return TEMPLATES[template].format(user=user, history=ITEM_SEPARATOR.join(reversed(history)))
 
 
 def pick_template(rng: random.Random) -> int:

@@ -17,7 +17,7 @@ def test_one_hot_distribution_gives_the_hard_embeddings():
 
 def test_prompt_pieces_put_items_where_render_prompt_does():
     pieces = prompt_pieces(2, "u7", 0)
-    assert [p for p in pieces if isinstance(p, int)] == [0, 1]
+    assert [p for p in pieces if isinstance(p, int)] == [1, 0]  # the most recent item first
     text = "".join(p if isinstance(p, str) else f"ID{p}" for p in pieces)
     assert text == render_prompt(["ID0", "ID1"], "u7", 0)
 
@@ -70,3 +70,9 @@ def test_generator_and_recommender_must_share_a_tokenizer(tiny_generator, collid
     with pytest.raises(ValueError, match="tokenizer mismatch: the generator .* but the recommender"):
         train_generator(tiny_generator, tmp_path / "rec", collide_catalog, word_ids, tmp_path / "gen", steps=1,
                         device="cpu")
+
+
+def test_prompts_put_the_most_recent_item_first():
+    text = render_prompt(["oldest", "middle", "newest"], None, 0)
+    assert text.index("newest") < text.index("middle") < text.index("oldest")
+    assert "oldest" in text and "newest" in render_prompt(["oldest", "newest"], None, 6).split(";")[0]
