@@ -22,7 +22,7 @@ from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerpr
 from catalog.split import samples
 from catalog.store import read_catalog
 from infra.atomic import atomic_dir
-from recommender.prompts import GROUNDING_TASKS, grounding_prompt, pick_template, render_prompt
+from recommender.prompts import GROUNDING_TASKS, PROMPT_FORMAT, grounding_prompt, pick_template, render_prompt
 
 MANIFEST = "manifest.json"
 
@@ -105,7 +105,7 @@ def write_shards(cfg: ShardsConfig) -> dict:
                                             sort_keys=True).encode()).hexdigest()[:16]
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
                 "per_task": dict(sorted(Counter(r["meta"]["task"] for r in rows).items())),
-                "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids, "max_history": cfg.max_history,
+                "prompt_format": PROMPT_FORMAT, "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids, "max_history": cfg.max_history,
                 "id_tables": [
                     {"catalog": str(c), "ids": str(i), "ids_hash": ids_hash(i),
                      "tokenizer_fingerprint": table_fingerprint(Path(i) / ITEM_TABLE)}
@@ -151,6 +151,16 @@ def rank_samples(shards_dir: Path | str, workers: int = 0) -> Iterator[dict]:
           .decode()
           .map(lambda s: {"key": s["__key__"], "src": s["src.txt"], "tgt": s["tgt.txt"], "meta": s["meta.json"]}))
     yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+
+
+def check_prompt_format(shards_dir: Path | str) -> None:
+    """Shards hold rendered prompts; evaluation renders its own. Shards from before the history was written most
+    recent first would train a model on another order than the one it is evaluated and served with."""
+    found = read_manifest(shards_dir).get("prompt_format", "oldest-first")
+    if found != PROMPT_FORMAT:
+        raise ValueError(f"{Path(shards_dir) / MANIFEST}: prompts written {found}, but this version writes and "
+                         f"evaluates them {PROMPT_FORMAT}: write the shards again (`idgenrec shards`, or delete the "
+                         "folder to let `idgenrec standard` / the demo redo it)")
 
 
 def read_manifest(shards_dir: Path | str) -> dict:

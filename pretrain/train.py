@@ -269,10 +269,12 @@ def _for_training(model, cfg: TrainConfig):
 
 
 def check_lineage(cfg: TrainConfig) -> None:
-    """Validation must use the IDs the shards were built from: a model is never selected on IDs it did not learn."""
+    """Validation must use the IDs the shards were built from (a model is never selected on IDs it did not learn),
+    and the shards' prompts the history order evaluation writes."""
     from catalog.id_table import ids_hash
-    from pretrain.shards import read_manifest
+    from pretrain.shards import check_prompt_format, read_manifest
 
+    check_prompt_format(cfg.shards)
     if cfg.valid_ids is None:
         return
     built = {t["ids_hash"]: t["ids"] for t in read_manifest(cfg.shards).get("id_tables", [])}

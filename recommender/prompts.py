@@ -11,6 +11,7 @@ import random
 from typing import Sequence
 
 ITEM_SEPARATOR = " ; "
+PROMPT_FORMAT = "recent-first"  # recorded in shard manifests: a model is trained and evaluated on one history order
 EVAL_TEMPLATE = 0
 
 # {user} is replaced by "user <id> " (or nothing when user IDs are off); {history} by the item IDs.

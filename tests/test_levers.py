@@ -40,6 +40,24 @@ def test_grounding_samples_have_the_right_targets(grounded, collide_catalog, wor
     assert grounding_prompt("id_to_title", "x", "red car", "A Very Long Title Indeed", max_words=2)[1] == "a very"
 
 
+def test_shards_with_the_old_history_order_are_refused(grounded, tmp_path):
+    """A model must be trained on the history order that evaluation and `recommend` write (most recent first)."""
+    import json
+    import shutil
+
+    from pretrain.shards import check_prompt_format
+
+    out, _ = grounded
+    check_prompt_format(out)  # written by this version
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["prompt_format"]  # shards from before the order changed
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"old/manifest.json: prompts written oldest-first.*write the shards again"):
+        check_prompt_format(old)
+
+
 def test_templates_are_drawn_again_every_epoch(grounded):
     _, shards = grounded
     rec = [s for s in shards.values() if s["meta"]["task"] == "rec"]
