@@ -14,6 +14,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 SHARED_DATA = Path(os.environ.get("IDGENREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def metric_cells(m: dict, fmt: str = "8.4f") -> str:
+    """HR@5, HR@10, NDCG@5, NDCG@10 of ``m`` (eval.report's order) as fixed-width table cells."""
+    from eval.report import METRICS
+
+    return " ".join(f"{m[k]:{fmt}}" for k in METRICS)
+
+
 def prepared(name: str, work: Path):
     """The real dataset ``name`` from ../shared/data as a catalog under ``work`` (prepared once)."""
     from catalog.prepare import PrepareConfig, prepare

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA  # noqa: E402  (puts the repo on the path)
+from common import SHARED_DATA, metric_cells  # noqa: E402  (puts the repo on the path)
 
-METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+from eval.report import METRICS  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
 
@@ -175,11 +175,11 @@ def table(r: dict) -> str:
             f"(of {r['items']}); ranked over all items",
             f"{'method':16s} " + " ".join(f"{m:>8s}" for m in METRICS)]
     for method, m in r["methods"].items():
-        rows.append(f"{method:16s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS))
+        rows.append(f"{method:16s} " + metric_cells(m))
     rows.append(f"new items in ours' top-10: {r['ours_new_share_of_top10']:.1%}")
     rows.append("ranked among the new items only:")
     for method, m in r["among_new_items"].items():
-        rows.append(f"{method:16s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS))
+        rows.append(f"{method:16s} " + metric_cells(m))
     return "\n".join(rows)
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, Phases  # noqa: E402  (puts the repo on the path)
+from common import REPO, SHARED_DATA, Phases, metric_cells  # noqa: E402  (puts the repo on the path)
 
-METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+from eval.report import METRICS  # noqa: E402
 
 
 DEFAULT_DATA = [SHARED_DATA / "Scientific", SHARED_DATA / "Office_Industrial", SHARED_DATA / "Yelp",
@@ -115,8 +115,9 @@ def table(results: dict) -> str:
         if "markov" in r:  # the item-to-item reference (results written before it have none)
             rows_of.append(("Markov", r["markov"]["test"], " " * 12))
         for method, m, extra in rows_of:
-            rows.append(f"{name:18s} {method:10s} " + " ".join(f"{m[k]:8.4f}" for k in METRICS) + f"  {extra}")
-        rows.append(f"{name:18s} {'ours/SAS':10s} " + " ".join(f"{ours[k] / max(sas[k], 1e-9):8.2f}" for k in METRICS)
+            rows.append(f"{name:18s} {method:10s} " + metric_cells(m) + f"  {extra}")
+        ratios = {k: ours[k] / max(sas[k], 1e-9) for k in METRICS}
+        rows.append(f"{name:18s} {'ours/SAS':10s} " + metric_cells(ratios, "8.2f")
                     + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "
                       f"training, SASRec {r['sasrec']['seconds']:.0f} s)")
     return "\n".join(rows)

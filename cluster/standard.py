@@ -168,7 +168,8 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
                                       if h["epoch"] == summary["best"]["epoch"]), None)},
               "popularity": {"test": popularity_metrics(cat.sequences, "test"),
                              "valid": popularity_metrics(cat.sequences, "valid")},
-              "markov": {"test": markov_metrics(cat.sequences, "test"), "valid": markov_metrics(cat.sequences, "valid")}}
+              "markov": {"test": markov_metrics(cat.sequences, "test"),
+                         "valid": markov_metrics(cat.sequences, "valid")}}
     if cfg.sasrec:
         result["sasrec"] = _sasrec(cfg, cat, out / "sasrec", domain, device, seconds)
     result |= {"seconds": seconds, "config": config_to_dict(cfg), "train_config": config_to_dict(tcfg)}

@@ -105,7 +105,8 @@ def write_shards(cfg: ShardsConfig) -> dict:
                                             sort_keys=True).encode()).hexdigest()[:16]
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
                 "per_task": dict(sorted(Counter(r["meta"]["task"] for r in rows).items())),
-                "prompt_format": PROMPT_FORMAT, "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids, "max_history": cfg.max_history,
+                "prompt_format": PROMPT_FORMAT, "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids,
+                "max_history": cfg.max_history,
                 "id_tables": [
                     {"catalog": str(c), "ids": str(i), "ids_hash": ids_hash(i),
                      "tokenizer_fingerprint": table_fingerprint(Path(i) / ITEM_TABLE)}

@@ -3,7 +3,8 @@ model moves across platforms. Training picks a template at random per sample (se
 epoch); evaluation uses a fixed one. The history is item IDs, the most recent first, separated by " ; " so the
 recommender can tell items apart: the last item, the strongest single clue to the next one (a first-order Markov
 chain of successors is as good as SASRec on Office_Industrial), then always stands at the same place, right after the
-template's opening words, and a prompt cut to the token limit loses the oldest items, not the newest. Grounding prompts teach what the ID words mean: an item's text -> its ID, an ID -> its title.
+template's opening words, and a prompt cut to the token limit loses the oldest items, not the newest. Grounding
+prompts teach what the ID words mean: an item's text -> its ID, an ID -> its title.
 """
 from __future__ import annotations
 
