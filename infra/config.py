@@ -40,7 +40,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: dict
         flags = (["-" + f.name] if len(f.name) == 1 else []) + ["--" + f.name.replace("_", "-")]  # -k and --k
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        text = f"{help_texts.get(f.name, '')} (default: {default!r})".strip()
+        text = f"{help_texts.get(f.name, '')} (default: {default!r})".strip().replace("%", "%%")  # argparse formats
         if tp is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif typing.get_origin(tp) in (list, tuple):
