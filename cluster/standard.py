@@ -56,6 +56,7 @@ class StandardConfig:
     user_ids: bool = False
     max_history: int = 20
     grounding: list[str] = field(default_factory=list)
+    templates: int = 10
     samples_per_shard: int = 2000
     train_config: Path | None = None
     init_from_generator: bool = False
@@ -79,6 +80,7 @@ HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": 
         "id_window": "Algorithm 1's first length window [1, id_window] tokens (then [w, 2w], ...)",
         "max_history": "history items in a prompt (the most recent)",
         "grounding": "grounding tasks mixed into the shards: text_to_id, id_to_title",
+        "templates": "training prompts drawn from the first N of the 10 templates (1: only the evaluation's)",
         "id_actors": "Ray actors for the ID job (0: in this process, no Ray)",
         "train_config": "YAML of the recommender phase (pretrain.train fields)",
         "init_from_generator": "start the recommender from the warm-started generator (else: the train config's "
@@ -154,7 +156,8 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     if _step("shards", (out / "shards" / "manifest.json").exists()):
         timed("shards", lambda: write_shards(ShardsConfig(
             catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards", user_ids=cfg.user_ids,
-            max_history=cfg.max_history, grounding=cfg.grounding, samples_per_shard=cfg.samples_per_shard,
+            max_history=cfg.max_history, grounding=cfg.grounding, templates=cfg.templates,
+            samples_per_shard=cfg.samples_per_shard,
             seed=cfg.seed)))
     tcfg = recommender_config(cfg, out, train_cfg)
     run = TrainingRun(tcfg.out)

@@ -14,7 +14,7 @@ from catalog.id_table import item_id_tokens, user_id_texts
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
-from eval.metrics import leave_one_out_metrics
+from eval.metrics import coverage, leave_one_out_metrics
 from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
@@ -87,14 +87,16 @@ def evaluate(cfg: EvalConfig) -> dict:
         scores.append([v for _, v in kept])
     seconds = time.time() - t0
     targets = [s.target for s in todo]
-    metrics = {**leave_one_out_metrics(ranked, targets), "split": cfg.split, "beams": cfg.beams,
+    metrics = {**leave_one_out_metrics(ranked, targets), "coverage@10": coverage(ranked, len(cat.item_ids)),
+               "split": cfg.split, "beams": cfg.beams,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
                "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),
                "model": str(cfg.model)}
     write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
                                              "topk": ranked, "scores": scores})
-    log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f)",
-             cfg.split, metrics["HR@5"], metrics["HR@10"], metrics["NDCG@5"], metrics["NDCG@10"],
-             metrics["users"], metrics["popularity"]["HR@10"])
+    log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f); "
+             "the top-10 lists use %.1f%% of the items", cfg.split, metrics["HR@5"], metrics["HR@10"],
+             metrics["NDCG@5"], metrics["NDCG@10"], metrics["users"], metrics["popularity"]["HR@10"],
+             100 * metrics["coverage@10"])
     return metrics

@@ -62,20 +62,22 @@ class Batch:
     tensors: dict[str, torch.Tensor]  # input_ids, attention_mask, labels (pad -> -100)
 
 
-def prompt(sample: dict, redraw: tuple[int, int] | None) -> str:
-    """A sample's prompt: as written in the shard, or, with ``redraw = (seed, epoch)``, a recommendation sample
-    rendered again with the template this epoch draws for it (grounding samples keep theirs)."""
+def prompt(sample: dict, redraw: tuple[int, ...] | None) -> str:
+    """A sample's prompt: as written in the shard, or, with ``redraw = (seed, epoch[, templates])``, a
+    recommendation sample rendered again with the template this epoch draws for it (grounding samples keep
+    theirs)."""
     meta = sample["meta"]
     if redraw is None or meta.get("task", "rec") != "rec" or "history" not in meta:
         return sample["src"]
-    return render_prompt(meta["history"], meta.get("user_id"), epoch_template(*redraw, sample["key"]))
+    seed, epoch, *templates = redraw
+    return render_prompt(meta["history"], meta.get("user_id"), epoch_template(seed, epoch, sample["key"], *templates))
 
 
 def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_tokens: int, max_target_tokens: int,
                       group_window: int, seed: int, workers: int = 0,
-                      redraw: tuple[int, int] | None = None) -> Iterator[Batch]:
+                      redraw: tuple[int, ...] | None = None) -> Iterator[Batch]:
     """This rank's micro-batches, length-grouped (``group_window`` > 1), prompts optionally re-drawn (``redraw``:
-    (seed, epoch)), tokenized in a background thread."""
+    (seed, epoch, templates)), tokenized in a background thread."""
     from seq2seq.batching import seq2seq_batch
 
     raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)

@@ -22,7 +22,8 @@ from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerpr
 from catalog.split import samples
 from catalog.store import read_catalog
 from infra.atomic import atomic_dir
-from recommender.prompts import GROUNDING_TASKS, PROMPT_FORMAT, grounding_prompt, pick_template, render_prompt
+from recommender.prompts import (GROUNDING_TASKS, PROMPT_FORMAT, TEMPLATES, grounding_prompt, pick_template,
+                                 render_prompt)
 
 MANIFEST = "manifest.json"
 
@@ -38,6 +39,7 @@ class ShardsConfig:
     split: str = "train"
     grounding: list[str] = field(default_factory=list)
     grounding_max_words: int = 24
+    templates: int = len(TEMPLATES)
     seed: int = 0
 
     def check(self) -> None:
@@ -46,6 +48,8 @@ class ShardsConfig:
         unknown = set(self.grounding) - set(GROUNDING_TASKS)
         if unknown:
             raise ValueError(f"unknown grounding task(s) {sorted(unknown)}: choose from {GROUNDING_TASKS}")
+        if not 1 <= self.templates <= len(TEMPLATES):
+            raise ValueError(f"templates must be 1..{len(TEMPLATES)}, got {self.templates}")
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be >= 1")
 
@@ -53,7 +57,8 @@ class ShardsConfig:
 HELP = {"catalog": "catalog directories", "ids": "ID directories, one per catalog", "out": "shard folder to write",
         "user_ids": "put user IDs in the prompts", "split": "train (default) or valid/test",
         "grounding": f"grounding tasks mixed in, one sample per item each (train split): {GROUNDING_TASKS}",
-        "grounding_max_words": "words of item text (text_to_id) or title (id_to_title) in grounding samples"}
+        "grounding_max_words": "words of item text (text_to_id) or title (id_to_title) in grounding samples",
+        "templates": "prompts drawn from the first N templates (1: only the evaluation's template)"}
 
 
 def build_samples(cfg: ShardsConfig) -> list[dict]:
@@ -68,7 +73,7 @@ def build_samples(cfg: ShardsConfig) -> list[dict]:
         id_of = dict(zip(cat.item_ids, item_id_texts(ids_dir, cat.item_ids)))
         users = user_id_texts(ids_dir) if cfg.user_ids else {}
         for s in samples(cat.sequences, cfg.split, cfg.max_history):
-            t = pick_template(rng)
+            t = pick_template(rng, cfg.templates)
             user = cat.users[s.user]
             history, user_id = [id_of[i] for i in s.history], users.get((user, s.position))
             out.append({"src": render_prompt(history, user_id, t), "tgt": id_of[s.target], "meta": {
@@ -106,7 +111,7 @@ def write_shards(cfg: ShardsConfig) -> dict:
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
                 "per_task": dict(sorted(Counter(r["meta"]["task"] for r in rows).items())),
                 "prompt_format": PROMPT_FORMAT, "seed": cfg.seed, "split": cfg.split, "user_ids": cfg.user_ids,
-                "max_history": cfg.max_history,
+                "max_history": cfg.max_history, "templates": cfg.templates,
                 "id_tables": [
                     {"catalog": str(c), "ids": str(i), "ids_hash": ids_hash(i),
                      "tokenizer_fingerprint": table_fingerprint(Path(i) / ITEM_TABLE)}

@@ -13,7 +13,7 @@ from typing import Sequence
 
 ITEM_SEPARATOR = " ; "
 PROMPT_FORMAT = "recent-first"  # recorded in shard manifests: a model is trained and evaluated on one history order
-EVAL_TEMPLATE = 0
+EVAL_TEMPLATE = 0  # the first: training on the first N templates (``templates`` of the shards) always includes it
 
 # {user} is replaced by "user <id> " (or nothing when user IDs are off); {history} by the item IDs.
 TEMPLATES = (
@@ -39,13 +39,14 @@ def render_prompt(history: Sequence[str], user_id: str | None = None, template: 
     return TEMPLATES[template].format(user=user, history=ITEM_SEPARATOR.join(reversed(history)))
 
 
-def pick_template(rng: random.Random) -> int:
-    return rng.randrange(len(TEMPLATES))
+def pick_template(rng: random.Random, templates: int = len(TEMPLATES)) -> int:
+    """A training template among the first ``templates`` (1: only the evaluation's, ``EVAL_TEMPLATE``)."""
+    return rng.randrange(templates)
 
 
-def epoch_template(seed: int, epoch: int, key: str) -> int:
+def epoch_template(seed: int, epoch: int, key: str, templates: int = len(TEMPLATES)) -> int:
     """The template of sample ``key`` in ``epoch``: drawn again every epoch, the same on every rank and rerun."""
-    return random.Random(f"{seed}:{epoch}:{key}").randrange(len(TEMPLATES))
+    return random.Random(f"{seed}:{epoch}:{key}").randrange(templates)
 
 
 GROUNDING_TASKS = ("text_to_id", "id_to_title")

@@ -38,6 +38,8 @@ def test_eval_metrics(setup, collide_catalog, tmp_path):
     assert all(len(r) == 20 and len(set(r)) == 20 for r in topk["topk"])  # 20 distinct items, all real
     assert all(set(r) <= set(cat.item_ids) for r in topk["topk"])
     assert all(a >= b for sc in topk["scores"] for a, b in zip(sc, sc[1:]))  # ranked
+    used = {i for r in topk["topk"] for i in r[:10]}
+    assert m["coverage@10"] == pytest.approx(len(used) / len(cat.item_ids)) and m["coverage@10"] > 0
     assert main(args + ["--split", "valid", "--exclude-history"]) == 0
     topk = pq.read_table(tmp_path / "topk_valid.parquet").to_pydict()
     for r, sc, s in zip(topk["topk"], topk["scores"], samples(cat.sequences, "valid")):

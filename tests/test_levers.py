@@ -74,6 +74,20 @@ def test_templates_are_drawn_again_every_epoch(grounded):
     assert len(TEMPLATES) == 10
 
 
+def test_one_template_trains_on_the_evaluation_prompt(collide_catalog, word_ids, tmp_path):
+    from recommender.prompts import EVAL_TEMPLATE, render_prompt
+
+    out = tmp_path / "shards"
+    write_shards(ShardsConfig(catalog=[collide_catalog], ids=[word_ids], out=out, templates=1))
+    rec = list(rank_samples(out))
+    assert read_manifest(out)["templates"] == 1 and len(rec) == 60
+    assert all(s["meta"]["template"] == EVAL_TEMPLATE for s in rec)
+    assert all(s["src"] == render_prompt(s["meta"]["history"]) for s in rec)  # what evaluation writes
+    assert all(prompt(s, (0, e, 1)) == s["src"] for s in rec for e in (1, 2))  # a redraw keeps to the set
+    with pytest.raises(ValueError, match="templates must be 1..10"):
+        ShardsConfig(catalog=[collide_catalog], ids=[word_ids], templates=11).check()
+
+
 def test_schedule_ends_when_the_time_budget_ends():
     assert warmup_decay_fraction(0.0, 1.0, 0.1) == 0.0
     assert warmup_decay_fraction(0.1, 1.0, 0.1) == pytest.approx(1.0)

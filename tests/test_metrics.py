@@ -3,7 +3,7 @@ import math
 import pytest
 
 from eval.baselines import popularity_metrics, popularity_ranking
-from eval.metrics import leave_one_out_metrics, ndcg, target_rank
+from eval.metrics import coverage, leave_one_out_metrics, ndcg, target_rank
 
 
 def test_hand_computed_examples():
@@ -55,3 +55,10 @@ def test_text_similarity_ranks_by_shared_rare_words_and_skips_the_history():
     assert 0 not in top[0] and 2 not in top[1] and 3 not in top[1]
     assert top[1][0] == 0  # 'red' (from 'red apple pie', the last item) is shared only with item 0
     assert len(top[2]) == 2 and 4 not in top[2]
+
+
+def test_coverage_counts_the_items_the_top_k_lists_use():
+    ranked = [["a", "b", "c"], ["a", "b", "d"], ["a", "b", "c"]]
+    assert coverage(ranked, 10, k=2) == pytest.approx(0.2)  # everybody gets a, b: a collapse
+    assert coverage(ranked, 10, k=3) == pytest.approx(0.4)
+    assert coverage([], 10) == 0.0

@@ -154,6 +154,17 @@ def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer
     assert (tmp_path / "best" / "model.safetensors").exists()
 
 
+def test_valid_from_skips_the_early_epochs_validation(shards, sample_tokenizer_dir, collide_catalog, word_ids,
+                                                       tmp_path):
+    run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "3", "--valid-from", "0.6",
+                        "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids))
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert ["valid" in h for h in summary["history"]] == [False, True, True]  # epoch 1 ends at 2/3 of the run
+    assert summary["best"]["epoch"] in (1, 2) and (tmp_path / "epoch000" / "model.safetensors").exists()
+    assert "epoch 0: not validated" in run.stderr
+
+
 def test_length_grouping_keeps_every_sample_and_reduces_padding():
     rng = random.Random(0)
     samples = [{"key": str(i), "src": "x" * rng.randint(1, 200)} for i in range(103)]
