@@ -112,9 +112,9 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "redraw_templates": "draw every recommendation sample's prompt template again each epoch",
         "eval_length_penalty": "beam score = log p / length ** this, in validation and test decoding",
         "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
-    "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of the "
-                  "epochs); the last epoch always is. Budget-bound runs peak at their last epochs, and a validation "
-                  "costs a fifth of an epoch on CPU"}
+        "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
+                      "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
+                      "validations that cost a fifth of an epoch each on CPU"}
 
 
 def warmup_of(cfg: TrainConfig, total_steps: int) -> int:
