@@ -25,19 +25,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO  # noqa: E402  (puts the repo on the path)
 
-from catalog.id_table import item_id_texts  # noqa: E402
+from catalog.id_table import item_id_texts, user_id_texts  # noqa: E402
 from catalog.split import samples  # noqa: E402
 from catalog.store import read_catalog  # noqa: E402
 from eval.baselines import markov_rankings, popularity_ranking  # noqa: E402
+from eval.evaluate import EvalConfig  # noqa: E402
 from eval.metrics import coverage  # noqa: E402
 from infra.atomic import write_json  # noqa: E402
+from pretrain.shards import read_manifest  # noqa: E402
 from recommender.prompts import render_prompt  # noqa: E402
 from seq2seq.batching import seq2seq_batch  # noqa: E402
 from seq2seq.model import load_model_and_tokenizer  # noqa: E402
 
 
 @torch.no_grad()
-def forced_scores(model, tok, prompt: str, targets: list[str], max_source_tokens: int = 256) -> list[float]:
+def forced_scores(model, tok, prompt: str, targets: list[str],
+                  max_source_tokens: int = EvalConfig.max_source_tokens) -> list[float]:
     """Mean token log-probability of each target after ``prompt`` (teacher forcing, full-vocabulary softmax)."""
     batch = seq2seq_batch(tok, [prompt] * len(targets), targets, max_source_tokens, 64)
     logp = torch.log_softmax(model(**batch).logits.float(), -1)
@@ -54,7 +57,8 @@ def diagnose(run: Path, users: int) -> dict:
     id_of = dict(zip(cat.item_ids, item_id_texts(run / "ids", cat.item_ids)))
     best = run / "recommender" / "best"
     topk = pq.read_table(best / "eval" / "topk_test.parquet").to_pydict()
-    manifest = json.loads((run / "shards" / "manifest.json").read_text())
+    manifest = read_manifest(run / "shards")  # the prompts as evaluation made them
+    user_ids = user_id_texts(run / "ids") if manifest.get("user_ids") else {}
     todo = list(samples(cat.sequences, "test", manifest.get("max_history", 20)))
     if [s.target for s in todo] != topk["target"]:
         raise ValueError(f"{best / 'eval' / 'topk_test.parquet'}: not this catalog's test users")
@@ -69,7 +73,7 @@ def diagnose(run: Path, users: int) -> dict:
             continue
         if search + model_errors == users:
             break
-        prompt = render_prompt([id_of[i] for i in s.history])
+        prompt = render_prompt([id_of[i] for i in s.history], user_ids.get((cat.users[s.user], s.position)))
         target, *others = forced_scores(model, tok, prompt, [id_of[s.target]] + [id_of[i] for i in recs])
         search += target > min(others)
         model_errors += target <= min(others)

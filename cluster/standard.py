@@ -30,6 +30,7 @@ from infra.device import resolve_device
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
 from pretrain.train import TrainConfig, train
+from recommender.prompts import TEMPLATES
 
 log = logging.getLogger("idgenrec.standard")
 METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
@@ -56,7 +57,7 @@ class StandardConfig:
     user_ids: bool = False
     max_history: int = 20
     grounding: list[str] = field(default_factory=list)
-    templates: int = 10
+    templates: int = len(TEMPLATES)
     samples_per_shard: int = 2000
     train_config: Path | None = None
     init_from_generator: bool = False

@@ -407,17 +407,17 @@ def train(cfg: TrainConfig) -> dict:
             train_loss = torch.stack(losses).float().mean().item() if losses else 0.0
             record = {"epoch": epoch, "export": str(export), "train_loss": train_loss,
                       "samples_per_s": seen * world / max(time.time() - t0, 1e-9)}
-            if cfg.valid_catalog is not None and not _validates(cfg, epoch, time.time() - t_start, state):
+            if cfg.valid_catalog is None:
+                _replace(export, run.best)
+                state["best"] = {"epoch": epoch}
+            elif not _validates(cfg, epoch, time.time() - t_start, state):
                 log.info("epoch %d: not validated (before valid_from %g of the run)", epoch, cfg.valid_from)
-            elif cfg.valid_catalog is not None:
+            else:
                 record["valid"] = _evaluate(export, cfg, "valid")
                 key = record["valid"]["NDCG@10"]
                 if state["best"] is None or key > state["best"]["NDCG@10"]:
                     state["best"] = {"epoch": epoch, "NDCG@10": key}
                     _replace(export, run.best)
-            else:
-                _replace(export, run.best)
-                state["best"] = {"epoch": epoch}
             state["history"].append(record)
             log.info("epoch %d done: %s", epoch, json.dumps(record))
         state = _share_from_rank0(state)
