@@ -62,31 +62,56 @@ class Batch:
     tensors: dict[str, torch.Tensor]  # input_ids, attention_mask, labels (pad -> -100)
 
 
-def prompt(sample: dict, redraw: tuple[int, ...] | None) -> str:
-    """A sample's prompt: as written in the shard, or, with ``redraw = (seed, epoch[, templates])``, a
-    recommendation sample rendered again with the template this epoch draws for it (grounding samples keep
-    theirs)."""
+@dataclass(frozen=True)
+class Redraw:
+    """How an epoch renders its recommendation samples again, the same on every rank and rerun (seeded by
+    ``seed``, ``epoch`` and the sample's key): ``templates`` > 0 draws a template among the first ``templates``
+    (0 keeps the shard's); ``history_crop`` is the share of samples whose history is cut to a random number of
+    its most recent items (1 to all), an augmentation that shows the item-to-item transitions without the
+    older context a long prompt lets the model memorize."""
+
+    seed: int
+    epoch: int
+    templates: int = 0
+    history_crop: float = 0.0
+
+
+def cropped_history(history: list[str], crop: float, rng: random.Random) -> list[str]:
+    """``history`` (oldest first), or with probability ``crop`` only its k most recent items, k uniform in
+    1..len."""
+    if crop <= 0 or rng.random() >= crop:
+        return history
+    return history[len(history) - rng.randint(1, len(history)):]
+
+
+def prompt(sample: dict, redraw: Redraw | None) -> str:
+    """A sample's prompt: as written in the shard, or a recommendation sample rendered again as ``redraw`` says
+    (grounding samples keep theirs)."""
     meta = sample["meta"]
     if redraw is None or meta.get("task", "rec") != "rec" or "history" not in meta:
         return sample["src"]
-    seed, epoch, *templates = redraw
-    return render_prompt(meta["history"], meta.get("user_id"), epoch_template(seed, epoch, sample["key"], *templates))
+    template = (epoch_template(redraw.seed, redraw.epoch, sample["key"], redraw.templates) if redraw.templates
+                else meta["template"])
+    rng = random.Random(f"crop:{redraw.seed}:{redraw.epoch}:{sample['key']}")
+    return render_prompt(cropped_history(meta["history"], redraw.history_crop, rng), meta.get("user_id"), template)
 
 
 def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_tokens: int, max_target_tokens: int,
                       group_window: int, seed: int, workers: int = 0,
-                      redraw: tuple[int, ...] | None = None) -> Iterator[Batch]:
-    """This rank's micro-batches, length-grouped (``group_window`` > 1), prompts optionally re-drawn (``redraw``:
-    (seed, epoch, templates)), tokenized in a background thread."""
+                      redraw: Redraw | None = None) -> Iterator[Batch]:
+    """This rank's micro-batches, prompts optionally rendered again (``redraw``; before grouping, so groups see
+    the lengths trained on), length-grouped (``group_window`` > 1), tokenized in a background thread."""
     from seq2seq.batching import seq2seq_batch
 
     raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)
+    if redraw is not None:
+        raw = ([s | {"src": prompt(s, redraw)} for s in b] for b in raw)
     if group_window > 1:
         raw = length_grouped(raw, micro_batch, group_window, seed)
     pin = torch.cuda.is_available()  # pinned host memory: the copy to the GPU can overlap compute
 
     def make(b: list[dict]) -> Batch:
-        t = seq2seq_batch(tokenizer, [prompt(s, redraw) for s in b], [s["tgt"] for s in b], max_source_tokens,
+        t = seq2seq_batch(tokenizer, [s["src"] for s in b], [s["tgt"] for s in b], max_source_tokens,
                           max_target_tokens)
         return Batch([s["key"] for s in b], {k: v.pin_memory() if pin else v for k, v in t.items()})
 

@@ -72,6 +72,7 @@ class TrainConfig:
     dropout: float | None = None
     decay_norms: bool = False
     redraw_templates: bool = False
+    history_crop: float = 0.0
     eval_length_penalty: float = 1.0
     valid_max_users: int = 0
     valid_from: float = 0.0
@@ -85,6 +86,8 @@ class TrainConfig:
             raise ValueError("give both valid_catalog and valid_ids, or neither")
         if self.engine not in ("deepspeed", "torch"):
             raise ValueError(f"engine must be deepspeed or torch, got {self.engine!r}")
+        if not 0.0 <= self.history_crop <= 1.0:
+            raise ValueError(f"history_crop is a share of the samples (0 to 1), got {self.history_crop}")
         if not 0.0 <= self.valid_from <= 1.0:
             raise ValueError(f"valid_from is a fraction of the run (0 to 1), got {self.valid_from}")
         if self.engine == "torch" and self.zero_stage:
@@ -110,6 +113,8 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "dropout": "dropout rate of the model (default: the checkpoint's or the size's)",
         "decay_norms": "apply weight decay to layer norms and biases too (default: only to weight matrices)",
         "redraw_templates": "draw every recommendation sample's prompt template again each epoch",
+        "history_crop": "each epoch, cut this share of the recommendation samples' histories to a random number of "
+                        "their most recent items (1 to all; 0: off): teaches item-to-item transitions",
         "eval_length_penalty": "beam score = log p / length ** this, in validation and test decoding",
         "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
         "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
@@ -354,7 +359,7 @@ def train(cfg: TrainConfig) -> dict:
         epoch = state["epoch"]
         batches = tokenized_batches(cfg.shards, cfg.micro_batch, tok, cfg.max_source_tokens, cfg.max_target_tokens,
                                     cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers,
-                                    (cfg.seed, epoch, templates) if cfg.redraw_templates else None)
+                                    redraw_of(cfg, epoch, templates))
         for _ in range(state["micro_step"]):  # already done before the checkpoint we resumed from
             next(batches, None)
         bar = progress(total=micro_per_epoch, initial=state["micro_step"], desc=f"epoch {epoch}", unit="step",
@@ -432,6 +437,15 @@ def train(cfg: TrainConfig) -> dict:
         run.write_summary(summary)
     _barrier()
     return summary
+
+
+def redraw_of(cfg: TrainConfig, epoch: int, templates: int):
+    """How ``epoch`` renders the prompts again (None: as the shards wrote them)."""
+    from pretrain.data import Redraw
+
+    if not cfg.redraw_templates and not cfg.history_crop:
+        return None
+    return Redraw(cfg.seed, epoch, templates if cfg.redraw_templates else 0, cfg.history_crop)
 
 
 def run_fraction(cfg: TrainConfig, epochs_done: int, elapsed_s: float) -> float:

@@ -5,7 +5,7 @@ import torch
 
 from catalog.id_table import ITEM_TABLE, read_id_table
 from catalog.store import read_catalog
-from pretrain.data import prompt
+from pretrain.data import Redraw, cropped_history, prompt
 from pretrain.engine import TorchEngine, warmup_decay_fraction
 from pretrain.shards import ShardsConfig, rank_samples, read_manifest, write_shards
 from pretrain.train import param_groups, seq2seq_loss, set_dropout
@@ -61,17 +61,42 @@ def test_shards_with_the_old_history_order_are_refused(grounded, tmp_path):
 def test_templates_are_drawn_again_every_epoch(grounded):
     _, shards = grounded
     rec = [s for s in shards.values() if s["meta"]["task"] == "rec"]
-    epoch0 = [prompt(s, (0, 0)) for s in rec]
-    assert epoch0 == [prompt(s, (0, 0)) for s in rec]  # deterministic for an epoch (ranks, reruns)
-    epoch1 = [prompt(s, (0, 1)) for s in rec]
+    epoch0 = [prompt(s, Redraw(0, 0, 10)) for s in rec]
+    assert epoch0 == [prompt(s, Redraw(0, 0, 10)) for s in rec]  # deterministic for an epoch (ranks, reruns)
+    epoch1 = [prompt(s, Redraw(0, 1, 10)) for s in rec]
     assert sum(a != b for a, b in zip(epoch0, epoch1)) > len(rec) // 2  # most samples change template
     written = [" ; ".join(reversed(s["meta"]["history"])) for s in rec]  # the most recent item first
     assert all(h in p for h, p in zip(written, epoch1))  # same history, other words
     assert len({p.replace(h, "") for h, p in zip(written, epoch1)}) > 3
     ground = [s for s in shards.values() if s["meta"]["task"] != "rec"]
-    assert all(prompt(s, (0, 1)) == s["src"] for s in ground)  # grounding prompts stay
+    assert all(prompt(s, Redraw(0, 1, 10)) == s["src"] for s in ground)  # grounding prompts stay
     assert all(prompt(s, None) == s["src"] for s in rec)  # off: the shard's own prompt
     assert len(TEMPLATES) == 10
+
+
+def test_history_crop_keeps_the_most_recent_items(grounded):
+    import random
+
+    rng = random.Random(0)
+    history = [f"item {i}" for i in range(8)]
+    crops = [cropped_history(history, 1.0, rng) for _ in range(400)]
+    assert all(c and c == history[-len(c):] for c in crops)  # a suffix: the most recent items, never empty
+    assert {len(c) for c in crops} == set(range(1, 9))  # every length from the last item alone to all
+    assert all(cropped_history(history, 0.0, rng) == history for _ in range(20))
+    half = sum(cropped_history(history, 0.5, rng) != history for _ in range(2000)) / 2000
+    assert 0.38 < half < 0.5  # half are drawn, and a draw of all 8 items leaves the history as it was
+
+    _, shards = grounded
+    rec = [s for s in shards.values() if s["meta"]["task"] == "rec" and len(s["meta"]["history"]) > 1]
+    kept = [prompt(s, Redraw(0, 0, 0, history_crop=0.0)) for s in rec]
+    assert kept == [s["src"] for s in rec]  # no crop, the shard's template: as written
+    cut = [prompt(s, Redraw(0, 0, 0, history_crop=1.0)) for s in rec]
+    assert cut == [prompt(s, Redraw(0, 0, 0, history_crop=1.0)) for s in rec]  # the same on every rank and rerun
+    assert cut != [prompt(s, Redraw(0, 1, 0, history_crop=1.0)) for s in rec]  # drawn again each epoch
+    shorter = [len(c) < len(s["src"]) for c, s in zip(cut, rec)]
+    assert sum(shorter) > len(rec) // 3
+    for c, s in zip(cut, rec):  # the template stays and the most recent item always leads the history
+        assert c.startswith(s["src"].split(s["meta"]["history"][-1])[0] + s["meta"]["history"][-1])
 
 
 def test_one_template_trains_on_the_evaluation_prompt(collide_catalog, word_ids, tmp_path):
@@ -83,7 +108,7 @@ def test_one_template_trains_on_the_evaluation_prompt(collide_catalog, word_ids,
     assert read_manifest(out)["templates"] == 1 and len(rec) == 60
     assert all(s["meta"]["template"] == EVAL_TEMPLATE for s in rec)
     assert all(s["src"] == render_prompt(s["meta"]["history"]) for s in rec)  # what evaluation writes
-    assert all(prompt(s, (0, e, 1)) == s["src"] for s in rec for e in (1, 2))  # a redraw keeps to the set
+    assert all(prompt(s, Redraw(0, e, 1)) == s["src"] for s in rec for e in (1, 2))  # a redraw keeps to the set
     with pytest.raises(ValueError, match="templates must be 1..10"):
         ShardsConfig(catalog=[collide_catalog], ids=[word_ids], templates=11).check()
 
