@@ -78,6 +78,16 @@ def greedy_ids(model, tokenizer, texts: list[str], max_source_tokens: int, max_n
     return [tokenizer.decode(res.sequences(n)[0], skip_special_tokens=True) for n in range(len(texts))]
 
 
+def loss_curve(losses: list[float], points: int = 20) -> list[list[float]]:
+    """[step, mean loss of the steps up to it] at ``points`` even intervals: shows whether the generator left the
+    plateau where it writes frequent words whatever the item (a fresh T5 learns to copy late, and at once)."""
+    if not losses:
+        return []
+    width = max(1, len(losses) // points)
+    return [[i + width, round(sum(losses[i:i + width]) / len(losses[i:i + width]), 3)]
+            for i in range(0, len(losses) - width + 1, width)]
+
+
 def warmstart(cfg: WarmStartConfig) -> dict:
     if not cfg.catalog or cfg.tokenizer is None or cfg.out is None:
         raise ValueError("idgen-warmstart needs catalog, tokenizer and out")
@@ -128,6 +138,7 @@ def warmstart(cfg: WarmStartConfig) -> dict:
     report = {
         "items": len(texts), "steps": cfg.steps, "seconds": round(time.time() - t0, 1),
         "first_loss": losses[0] if losses else None, "last_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
+        "loss_curve": loss_curve(losses),
         "overlap_with_published_initial_ids": (sum(word_overlap(o, r) for o, r in with_ref) / len(with_ref)
                                                if with_ref else None),
         "overlap_with_tag_targets": sum(word_overlap(o, tags[i]) for o, i in zip(ours, sample)) / len(sample),
