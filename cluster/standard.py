@@ -48,6 +48,7 @@ class StandardConfig:
     vocab_size: int = 8000
     generator_size: str = "mini"
     warmstart_steps: int = 3000
+    warmstart_min_epochs: float = 20.0
     warmstart_batch: int = 32
     warmstart_lr: float = 3e-3
     source_tokens: int = 64
@@ -77,6 +78,8 @@ HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": 
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
         "generator_size": "ID generator size (tiny, mini, small or a YAML path)",
         "source_tokens": "item-text tokens the generator reads",
+        "warmstart_min_epochs": "warm start for at least this many passes over the catalog (raises warmstart_steps on "
+                                "large catalogs: a fresh generator first writes frequent words for every item)",
         "max_tag_words": "words of the warm-start targets (how long the generator's IDs are)",
         "id_window": "Algorithm 1's first length window [1, id_window] tokens (then [w, 2w], ...)",
         "max_history": "history items in a prompt (the most recent)",
@@ -146,7 +149,8 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     if _step("generator warm start", (out / "generator" / "warmstart.json").exists()):
         timed("warm start", lambda: warmstart(WarmStartConfig(
             catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator",
-            model_size=cfg.generator_size, steps=cfg.warmstart_steps, batch_size=cfg.warmstart_batch,
+            model_size=cfg.generator_size, steps=cfg.warmstart_steps, min_epochs=cfg.warmstart_min_epochs,
+            batch_size=cfg.warmstart_batch,
             lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, max_tag_words=cfg.max_tag_words,
             heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))))
     if _step("item IDs", (out / "ids" / "item_ids.parquet").exists()):

@@ -64,6 +64,18 @@ def check_size(model, size: str | Path, where: str) -> None:
                          "model_size to train the checkpoint as it is, or drop the checkpoint to train that size")
 
 
+def set_dropout(model, rate: float) -> None:
+    """Every dropout of the model at ``rate`` (and its config, so that an export keeps it). T5's attention keeps
+    its attention-weight dropout as a plain float (``T5Attention.dropout``), not a module: missing it left rate 0
+    still dropping attention weights at the checkpoint's 0.1 (and 18% slower on CPU, measured on Scientific)."""
+    model.config.dropout_rate = rate
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = rate
+        elif isinstance(getattr(m, "dropout", None), float):
+            m.dropout = rate
+
+
 def build_model(cfg: ModelConfig, tokenizer):
     """A T5ForConditionalGeneration: from ``cfg.pretrained`` if given, else randomly initialized (seeded)."""
     from transformers import T5Config, T5ForConditionalGeneration

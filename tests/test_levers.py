@@ -8,8 +8,9 @@ from catalog.store import read_catalog
 from pretrain.data import Redraw, cropped_history, prompt
 from pretrain.engine import TorchEngine, warmup_decay_fraction
 from pretrain.shards import ShardsConfig, rank_samples, read_manifest, write_shards
-from pretrain.train import param_groups, seq2seq_loss, set_dropout
+from pretrain.train import param_groups, seq2seq_loss
 from recommender.prompts import TEMPLATES, grounding_prompt
+from seq2seq.model import set_dropout
 from tests.models import tiny_t5
 
 
@@ -172,3 +173,21 @@ def test_every_recipe_has_the_levers_that_won():
         cfg = load_config(TrainConfig, path)
         assert (cfg.label_smoothing, cfg.dropout) == (0.1, 0.0), path
     assert "configs\" / \"beauty.yaml\"" in (REPO / "bench" / "gpu_run.py").read_text()  # its recipe: no copy
+
+
+def test_warm_start_makes_enough_passes_and_reports_its_loss_curve(collide_catalog, sample_tokenizer_dir, tmp_path):
+    import json
+    import math
+
+    from idgen.warmstart import WarmStartConfig, loss_curve, warmstart
+
+    assert WarmStartConfig(steps=1500, min_epochs=20, batch_size=32).steps_for(1585) == 1500  # a small catalog
+    assert WarmStartConfig(steps=1500, min_epochs=20, batch_size=32).steps_for(6858) == 4287  # ceil(20 * 6858 / 32)
+    assert WarmStartConfig(steps=1500).steps_for(10 ** 6) == 1500  # min_epochs off
+    assert loss_curve([1.0, 3.0, 5.0, 7.0], points=2) == [[2, 2.0], [4, 6.0]]
+
+    report = warmstart(WarmStartConfig(catalog=[collide_catalog], tokenizer=sample_tokenizer_dir, out=tmp_path / "g",
+                                       model_size="tiny", steps=3, min_epochs=2, batch_size=16, lr=1e-2, dropout=0.2))
+    assert report["steps"] == max(3, math.ceil(2 * report["items"] / 16)) > 3
+    assert report["loss_curve"][-1][0] <= report["steps"] and len(report["loss_curve"]) >= 2
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["dropout_rate"] == 0.2  # the size's 0.0 replaced
