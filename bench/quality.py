@@ -1,6 +1,6 @@
 """Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity and a
 first-order Markov chain (successors of the last item) on real datasets, in one run, on the same users of the same
-split; CPU-sized (about an hour on 2 cores by default).
+split; CPU-sized (about 111 minutes from scratch on 2 cores by default, most of it the generators' warm starts).
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``

@@ -91,8 +91,9 @@ def greedy_ids(model, tokenizer, texts: list[str], max_source_tokens: int, max_n
 
 
 def loss_curve(losses: list[float], points: int = 20) -> list[list[float]]:
-    """[step, mean loss of the steps up to it] at ``points`` even intervals: shows whether the generator left the
-    plateau where it writes frequent words whatever the item (a fresh T5 learns to copy late, and at once)."""
+    """[step, mean loss of the interval ending at that step] over ``points`` even intervals: shows whether the
+    generator left the plateau where it writes frequent words whatever the item (a fresh T5 learns to copy late,
+    and at once)."""
     if not losses:
         return []
     width = max(1, len(losses) // points)
