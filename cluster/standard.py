@@ -150,9 +150,8 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
         timed("warm start", lambda: warmstart(WarmStartConfig(
             catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator",
             model_size=cfg.generator_size, steps=cfg.warmstart_steps, min_epochs=cfg.warmstart_min_epochs,
-            batch_size=cfg.warmstart_batch,
-            lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, max_tag_words=cfg.max_tag_words,
-            heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))))
+            batch_size=cfg.warmstart_batch, lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens,
+            max_tag_words=cfg.max_tag_words, heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))))
     if _step("item IDs", (out / "ids" / "item_ids.parquet").exists()):
         timed("item IDs", lambda: run_ids(IDJobConfig(
             catalog=out / "catalog", out=out / "ids", model=out / "generator", actors=cfg.id_actors,

@@ -27,8 +27,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # the data module is imported where training starts
+    from pretrain.data import Redraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CPU_RECIPE = Path(__file__).resolve().parent / "recipes" / "quality_cpu.yaml"  # measured by bench/quality.py
@@ -429,7 +433,7 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
-def redraw_of(cfg: TrainConfig, epoch: int, templates: int):
+def redraw_of(cfg: TrainConfig, epoch: int, templates: int) -> Redraw | None:
     """How ``epoch`` renders the prompts again (None: as the shards wrote them)."""
     from pretrain.data import Redraw
 
