@@ -30,7 +30,6 @@ from common import REPO, SHARED_DATA, Phases, metric_cells  # noqa: E402  (puts 
 
 from eval.report import METRICS  # noqa: E402
 
-
 DEFAULT_DATA = [SHARED_DATA / "Scientific", SHARED_DATA / "Office_Industrial", SHARED_DATA / "Yelp",
                 REPO / "catalog" / "sample" / "Beauty"]
 DEFAULT_PLAN = {"names": ["Scientific", "Office_Industrial", "Yelp-3k", "Beauty-sample"], "users": [0, 0, 3000, 0]}
@@ -117,8 +116,9 @@ def table(results: dict) -> str:
         rows_of = [("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}"),
                    ("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
                    ("popularity", pop, " " * 12)]
-        if "markov" in r:  # the item-to-item reference (results written before it have none)
-            rows_of.append(("Markov", r["markov"]["test"], " " * 12))
+        for key, label in (("markov", "Markov"), ("recent", "recent")):  # results written before them have none
+            if key in r:
+                rows_of.append((label, r[key]["test"], " " * 12))
         for method, m, extra in rows_of:
             rows.append(f"{name:18s} {method:10s} " + metric_cells(m) + f"  {extra}")
         ratios = {k: ours[k] / max(sas[k], 1e-9) for k in METRICS}

@@ -1,7 +1,8 @@
 """``idgenrec standard``: the paper's standard setting on one dataset, end to end, as one readable recipe.
 
     data slice (optional) -> prepare -> tokenizer -> generator warm start -> item IDs (Algorithm 1)
-      -> shards -> recommender (validation selection, test at the best epoch) -> SASRec -> popularity, Markov chain
+      -> shards -> recommender (validation selection, test at the best epoch) -> SASRec
+      -> popularity, Markov chain, recent items (``eval.baselines``)
 
 Each step writes its own folder under ``out/`` and is skipped when that folder is complete, so a rerun continues
 where it stopped. The demo, the GPU run and the quality benchmark call this same function with other sizes: there
@@ -20,7 +21,7 @@ from catalog.sample import write_slice
 from catalog.store import read_catalog
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.idjob import IDJobConfig, run_ids
-from eval.baselines import markov_metrics, popularity_metrics
+from eval.baselines import markov_metrics, popularity_metrics, recent_metrics
 from eval.runs import TrainingRun, read_sasrec, write_sasrec
 from eval.sasrec import SASRecConfig, train_sasrec
 from idgen.warmstart import WarmStartConfig, warmstart
@@ -34,6 +35,7 @@ from recommender.prompts import TEMPLATES
 
 log = logging.getLogger("idgenrec.standard")
 METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
+BASELINES = {"popularity": popularity_metrics, "markov": markov_metrics, "recent": recent_metrics}
 
 
 @dataclass
@@ -173,10 +175,8 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
                        "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
                        "valid": next((h.get("valid") for h in summary["history"]
                                       if h["epoch"] == summary["best"]["epoch"]), None)},
-              "popularity": {"test": popularity_metrics(cat.sequences, "test"),
-                             "valid": popularity_metrics(cat.sequences, "valid")},
-              "markov": {"test": markov_metrics(cat.sequences, "test"),
-                         "valid": markov_metrics(cat.sequences, "valid")}}
+              **{name: {split: metrics(cat.sequences, split) for split in ("test", "valid")}
+                 for name, metrics in BASELINES.items()}}
     if cfg.sasrec:
         result["sasrec"] = _sasrec(cfg, cat, out / "sasrec", domain, device, seconds)
     result |= {"seconds": seconds, "config": config_to_dict(cfg), "train_config": config_to_dict(tcfg)}

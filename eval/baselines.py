@@ -2,7 +2,9 @@
 histories (a sanity floor for every report). Text similarity: items ranked by the TF-IDF cosine of their text to
 the text of the user's recent items (the content-based baseline for items no interaction has been seen for).
 Markov chain: the most frequent successors of the user's last item, then popular items (first-order item-to-item
-transitions; on the Amazon datasets here about as strong as SASRec, so it tells how item-to-item a dataset is)."""
+transitions; on the Amazon datasets here about as strong as SASRec, so it tells how item-to-item a dataset is).
+Recent items: the user's own history, most recent first, then popular items (repeat consumption: on Yelp 7% of the
+test targets are businesses the user already reviewed, and this list alone beats SASRec there)."""
 from __future__ import annotations
 
 import math
@@ -31,6 +33,13 @@ def popularity_ranking(sequences: Sequence[Sequence[str]], split: str, k: int) -
     return _top(Counter(i for s in _visible(sequences, split) for i in s), k)
 
 
+def _then_popular(tops: list[list[str]], sequences: Sequence[Sequence[str]], split: str, k: int) -> list[list[str]]:
+    """Each list filled up to ``k`` with the most popular items it lacks (what every list-based baseline falls back
+    on when it knows fewer than ``k`` items)."""
+    popular = popularity_ranking(sequences, split, 2 * k)
+    return [(top + [i for i in popular if i not in top])[:k] for top in tops]
+
+
 def markov_rankings(sequences: Sequence[Sequence[str]], split: str, k: int) -> list[list[str]]:
     """Per ``split`` sample: the top-k successors of its last history item, counted over the visible transitions
     of every user (a -> b when b came right after a), then the most popular items not already listed."""
@@ -38,27 +47,36 @@ def markov_rankings(sequences: Sequence[Sequence[str]], split: str, k: int) -> l
     for s in _visible(sequences, split):
         for a, b in zip(s[:-1], s[1:]):
             successors.setdefault(a, Counter())[b] += 1
-    popular = popularity_ranking(sequences, split, 2 * k)
-    out = []
-    for sample in samples(sequences, split):
-        top = _top(successors.get(sample.history[-1], Counter()), k)
-        out.append((top + [i for i in popular if i not in top])[:k])
-    return out
+    tops = [_top(successors.get(sample.history[-1], Counter()), k) for sample in samples(sequences, split)]
+    return _then_popular(tops, sequences, split, k)
+
+
+def recent_rankings(sequences: Sequence[Sequence[str]], split: str, k: int) -> list[list[str]]:
+    """Per ``split`` sample: the items of its whole history, most recent first, each once, then the most popular
+    items not already listed."""
+    longest = max((len(s) for s in sequences), default=1)
+    tops = [list(dict.fromkeys(reversed(sample.history)))[:k] for sample in samples(sequences, split, longest)]
+    return _then_popular(tops, sequences, split, k)
+
+
+def _ranking_metrics(rankings, sequences: Sequence[Sequence[str]], split: str, ks) -> dict[str, float]:
+    from eval.metrics import leave_one_out_metrics
+
+    return leave_one_out_metrics(rankings(sequences, split, max(ks)), [s.target for s in samples(sequences, split)],
+                                 ks)
 
 
 def markov_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
-    from eval.metrics import leave_one_out_metrics
+    return _ranking_metrics(markov_rankings, sequences, split, ks)
 
-    return leave_one_out_metrics(markov_rankings(sequences, split, max(ks)),
-                                 [s.target for s in samples(sequences, split)], ks)
+
+def recent_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
+    return _ranking_metrics(recent_rankings, sequences, split, ks)
 
 
 def popularity_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
-    from eval.metrics import leave_one_out_metrics
-
-    top = popularity_ranking(sequences, split, max(ks))
-    targets = [s.target for s in samples(sequences, split)]
-    return leave_one_out_metrics([top] * len(targets), targets, ks)
+    return _ranking_metrics(lambda seqs, sp, k: [popularity_ranking(seqs, sp, k)] * sum(1 for _ in samples(seqs, sp)),
+                            sequences, split, ks)
 
 
 def _words(text: str) -> list[str]:

@@ -46,6 +46,18 @@ def test_markov_chain_ranks_successors_of_the_last_item_then_popular_ones():
     assert markov_rankings(seqs, "valid", 1) == [["a"], ["a"], ["b"], ["a"]]
 
 
+def test_recent_items_are_the_history_most_recent_first_each_once_then_popular_ones():
+    from eval.baselines import recent_metrics, recent_rankings
+
+    seqs = [["a", "b", "a", "c", "a"], ["d", "b", "e"], ["c", "b", "b", "x"]]
+    # test: histories a b a c / d b / c b b; popularity there: b 4, a 2, c 2, then d
+    assert recent_rankings(seqs, "test", 3) == [["c", "a", "b"], ["b", "d", "a"], ["b", "c", "a"]]
+    assert recent_metrics(seqs, "test")["HR@5"] == pytest.approx(1 / 3)  # only the repeat (a) is found...
+    assert recent_metrics(seqs, "test")["NDCG@5"] == pytest.approx(1 / 3 / math.log2(3))  # ...at rank 2
+    # valid: histories a b a / d / c b; the targets c, b, b: the last one is a repeat at rank 1
+    assert recent_rankings(seqs, "valid", 2)[2] == ["b", "c"]
+
+
 def test_text_similarity_ranks_by_shared_rare_words_and_skips_the_history():
     from eval.baselines import text_similarity_ranking
 
