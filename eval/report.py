@@ -17,9 +17,14 @@ PAPER = Path(__file__).with_name("paper_results.json")
 
 
 def _dataset(folder: Path, m: dict) -> str:
-    stats = Path(m.get("catalog", "")) / "stats.json"
-    if stats.exists():
-        return json.loads(stats.read_text()).get("domain") or folder.name
+    """The evaluated catalog's domain: from the catalog path the evaluation stored, or, when the run folder has been
+    moved since, from a ``catalog`` folder beside one of the evaluation's nearest parents (the standard layout
+    ``<dataset>/recommender/best/eval`` next to ``<dataset>/catalog``); else the folder's name."""
+    stored = [Path(m["catalog"])] if m.get("catalog") else []
+    for catalog in stored + [parent / "catalog" for parent in list(folder.parents)[:4]]:
+        stats = catalog / "stats.json"
+        if stats.exists():
+            return json.loads(stats.read_text()).get("domain") or folder.name
     return folder.name
 
 

@@ -27,3 +27,18 @@ def test_report_tables_json_and_pngs(tmp_path):
     for png in ("metrics.png", "loss.png"):
         img = mpimg.imread(tmp_path / "rep" / png)
         assert img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_report_names_the_dataset_of_a_moved_run_folder(tmp_path):
+    from eval.report import collect
+
+    ds = tmp_path / "moved" / "Beauty"  # the standard layout, moved after its evaluation stored absolute paths
+    (ds / "catalog").mkdir(parents=True)
+    (ds / "catalog" / "stats.json").write_text(json.dumps({"domain": "Beauty"}))
+    (ds / "recommender" / "best" / "eval").mkdir(parents=True)
+    m = {"users": 10, "HR@5": 0.1, "HR@10": 0.2, "NDCG@5": 0.05, "NDCG@10": 0.07,
+         "catalog": str(tmp_path / "before-the-move" / "Beauty" / "catalog"),
+         "popularity": {"users": 10, "HR@5": 0.0, "HR@10": 0.1, "NDCG@5": 0.0, "NDCG@10": 0.03}}
+    (ds / "recommender" / "best" / "eval" / "metrics_test.json").write_text(json.dumps(m))
+    rows = collect([tmp_path / "moved"])["datasets"]
+    assert set(rows["Beauty"]) >= {"IDGenRec (ours)", "Popularity"} and "eval" not in rows
