@@ -55,7 +55,7 @@ class NewItemsConfig:
 HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
         "fraction": "share of the items held out as new (seeded random draw)",
         "max_history": "history items in a prompt",
-        "warmstart_steps": "generator warm-start steps (bench/quality.py now uses 3000)",
+        "warmstart_steps": "generator warm-start steps (bench/quality.py: 3000)",
         "min_budget_s": "recommender training budget, at least (bench/quality.py's rule between the two)",
         "max_budget_s": "recommender training budget, at most", "device": "auto, cpu or cuda"}
 

@@ -1,6 +1,7 @@
-"""Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity and a
-first-order Markov chain (successors of the last item) on real datasets, in one run, on the same users of the same
-split; CPU-sized (about 111 minutes from scratch on 2 cores by default, most of it the generators' warm starts).
+"""Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity, a
+first-order Markov chain (successors of the last item) and the user's recent items on real datasets, in one run, on
+the same users of the same split; CPU-sized (about 120 minutes from scratch on 2 cores by default, most of it the
+generators' warm starts).
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``
@@ -86,8 +87,8 @@ def training_budget(samples: int, cfg: QualityConfig) -> float:
 
 
 def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str, sasrec: bool = True) -> dict:
-    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off), popularity and the
-    Markov chain."""
+    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off) and the list baselines
+    (popularity, Markov chain, recent items)."""
     from catalog.split import samples
     from cluster.standard import StandardConfig, prepare_data, run_standard
     from infra.config import load_config

@@ -75,8 +75,11 @@ def recent_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -
 
 
 def popularity_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
-    return _ranking_metrics(lambda seqs, sp, k: [popularity_ranking(seqs, sp, k)] * sum(1 for _ in samples(seqs, sp)),
-                            sequences, split, ks)
+    from eval.metrics import leave_one_out_metrics
+
+    top = popularity_ranking(sequences, split, max(ks))
+    targets = [s.target for s in samples(sequences, split)]
+    return leave_one_out_metrics([top] * len(targets), targets, ks)
 
 
 def _words(text: str) -> list[str]:
