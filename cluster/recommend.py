@@ -26,6 +26,7 @@ from infra.errors import DataError, Problems
 from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
+from recommender.repeats import merge_repeats, scored_histories
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
 
@@ -42,6 +43,7 @@ class RecommendConfig:
     beams: int = 20
     candidates: Path | None = None
     exclude_history: bool = False
+    repeat_bias: float | None = None
     with_ids: bool = False
     skip_bad: bool = False
     max_history: int = 20
@@ -60,6 +62,8 @@ class RecommendConfig:
             raise ValueError("max_history, batch_size and chunk must be >= 1")
         if self.actors > 0 and self.out is None:
             raise ValueError("actors need --out (results are kept per chunk there, so that a rerun resumes)")
+        if self.exclude_history and self.repeat_bias is not None:
+            raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
 
 
 HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directory (item_ids.parquet) of the catalog",
@@ -70,6 +74,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
         "candidates": "file of item ids, one per line: recommend only these (e.g. in stock, or new items); "
                       "default: every item of the table",
         "exclude_history": "drop items already in the history (fewer than k may remain)",
+        "repeat_bias": "rank the history's items too, at the model's score of their IDs + this bias (the "
+                       "repeat_bias that validation chose: the training run's summary.json); default off",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
         "max_history": "the most recent items a prompt holds (longer histories are cut, logged once)",
@@ -149,16 +155,21 @@ class Ranker:
         rows = [n for n, i in enumerate(every) if keep is None or i in keep]
         self.item_ids = [every[n] for n in rows]  # what may be recommended
         self.trie = Trie.build([tokens[n] for n in rows], self.tok.eos_token_id, len(self.tok)).to(device)
+        self.tokens_of = {every[n]: tokens[n] for n in rows}  # what repeat_bias may bring back
 
     def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
         """One JSON line per (user, items) history, in order."""
         cfg = self.cfg
         prompts = [render_prompt([self.id_of[i] for i in items], None, EVAL_TEMPLATE) for _, items in histories]
         exclude = [set(items) for _, items in histories] if cfg.exclude_history else None
+        ranked = ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids, cfg.beams, cfg.batch_size,
+                              cfg.max_source_tokens, cfg.length_penalty, exclude)
+        if cfg.repeat_bias is not None:
+            scored = scored_histories(self.model, self.tok, prompts, [items for _, items in histories],
+                                      self.tokens_of, cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty)
+            ranked = (merge_repeats(b, h, cfg.repeat_bias) for b, h in zip(ranked, scored))
         lines = []
-        for (user, _), kept in zip(histories, ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids,
-                                                           cfg.beams, cfg.batch_size, cfg.max_source_tokens,
-                                                           cfg.length_penalty, exclude)):
+        for (user, _), kept in zip(histories, ranked):
             kept = kept[: cfg.k]
             line = {"user": user, "items": [i for i, _ in kept], "scores": [round(v, 6) for _, v in kept]}
             if cfg.with_ids:

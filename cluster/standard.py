@@ -30,7 +30,7 @@ from infra.config import config_to_args, config_to_dict, load_config
 from infra.device import resolve_device
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
-from pretrain.train import TrainConfig, train
+from pretrain.train import TrainConfig, final_test, train
 from recommender.prompts import TEMPLATES
 
 log = logging.getLogger("idgenrec.standard")
@@ -169,12 +169,16 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     run = TrainingRun(tcfg.out)
     if _step("recommender", run.done()):
         timed("recommender", lambda: _train(tcfg, cfg.procs))
+    if _step("repeat bias", not tcfg.eval_repeat_bias_grid or "repeat_bias" in run.summary()):
+        # a run trained before the grid was set: choose the bias on validation and test again, no training
+        timed("repeat bias", lambda: run.write_summary(run.summary() | final_test(tcfg, run.best)))
     summary = run.summary()
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
               "ours": {"test": summary.get("test_at_best"), "best": summary["best"],
                        "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
                        "valid": next((h.get("valid") for h in summary["history"]
-                                      if h["epoch"] == summary["best"]["epoch"]), None)},
+                                      if h["epoch"] == summary["best"]["epoch"]), None),
+                       "repeat_bias": summary.get("repeat_bias")},
               **{name: {split: metrics(cat.sequences, split) for split in ("test", "valid")}
                  for name, metrics in BASELINES.items()}}
     if cfg.sasrec:

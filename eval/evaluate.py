@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.id_table import item_id_tokens, user_id_texts
@@ -20,6 +20,7 @@ from infra.device import resolve_device
 from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
+from recommender.repeats import Ranked, merge_repeats, scored_histories
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
 
@@ -40,6 +41,8 @@ class EvalConfig:
     max_source_tokens: int = 512
     user_ids: bool = False
     exclude_history: bool = False
+    repeat_bias: float | None = None
+    repeat_bias_grid: list[float] = field(default_factory=list)
     template: int = EVAL_TEMPLATE
     max_users: int = 0
     device: str = "auto"
@@ -49,6 +52,11 @@ class EvalConfig:
             raise ValueError(f"split must be valid or test, got {self.split!r}")
         if self.beams < 10:
             raise ValueError("beams must be >= 10 (the largest k of HR@10 / NDCG@10)")
+        if self.repeat_bias_grid and (self.split != "valid" or self.repeat_bias is not None):
+            raise ValueError("repeat_bias_grid chooses a repeat bias on the valid split (test takes the chosen "
+                             "repeat_bias)")
+        if self.exclude_history and (self.repeat_bias is not None or self.repeat_bias_grid):
+            raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
 
 
 HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
@@ -78,21 +86,33 @@ def evaluate(cfg: EvalConfig) -> dict:
         todo = todo[: cfg.max_users]
     prompts = [render_prompt([id_of[i] for i in s.history], users.get((cat.users[s.user], s.position)),
                              cfg.template) for s in todo]
-    ranked, scores, t0 = [], [], time.time()
+    t0 = time.time()
     exclude = [set(s.history) for s in todo] if cfg.exclude_history else None
-    for kept in progress(ranked_items(model, tok, prompts, trie, cat.item_ids, cfg.beams, cfg.batch_size,
-                                      cfg.max_source_tokens, cfg.length_penalty, exclude),
-                         total=len(todo), desc=f"eval {cfg.split}", unit="user"):
-        ranked.append([i for i, _ in kept])
-        scores.append([v for _, v in kept])
-    seconds = time.time() - t0
+    beams = list(progress(ranked_items(model, tok, prompts, trie, cat.item_ids, cfg.beams, cfg.batch_size,
+                                       cfg.max_source_tokens, cfg.length_penalty, exclude),
+                          total=len(todo), desc=f"eval {cfg.split}", unit="user"))
     targets = [s.target for s in todo]
+    repeats: dict = {}
+    if cfg.repeat_bias_grid or cfg.repeat_bias is not None:
+        tokens_of = dict(zip(cat.item_ids, tokens))
+        history = list(progress(scored_histories(model, tok, prompts, [s.history for s in todo], tokens_of,
+                                                 cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty),
+                                total=len(todo), desc=f"score {cfg.split} histories", unit="user"))
+        bias = cfg.repeat_bias
+        if cfg.repeat_bias_grid:
+            bias, repeats["repeat_bias_ndcg10"] = choose_repeat_bias(beams, history, targets, cfg.repeat_bias_grid)
+        repeats["repeat_bias"] = bias
+        if bias is not None:
+            beams = [merge_repeats(b, h, bias) for b, h in zip(beams, history)]
+    ranked = [[i for i, _ in kept] for kept in beams]
+    scores = [[v for _, v in kept] for kept in beams]
+    seconds = time.time() - t0
     metrics = {**leave_one_out_metrics(ranked, targets), "coverage@10": coverage(ranked, len(cat.item_ids)),
                "split": cfg.split, "beams": cfg.beams,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
                "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),
-               "model": str(cfg.model)}
+               "model": str(cfg.model), **repeats}
     write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
                                              "topk": ranked, "scores": scores})
     log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f); "
@@ -100,3 +120,17 @@ def evaluate(cfg: EvalConfig) -> dict:
              metrics["NDCG@5"], metrics["NDCG@10"], metrics["users"], metrics["popularity"]["HR@10"],
              100 * metrics["coverage@10"])
     return metrics
+
+
+def choose_repeat_bias(beams: list[Ranked], history: list[Ranked], targets: list, grid: list[float]
+                       ) -> tuple[float | None, dict[str, float]]:
+    """The repeat bias (None: off) with the best NDCG@10 over these users, and NDCG@10 of every candidate; off
+    wins ties, then the smaller bias."""
+    tried = {"off": leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)["NDCG@10"]}
+    best, best_ndcg = None, tried["off"]
+    for bias in sorted(grid):
+        merged = [[i for i, _ in merge_repeats(b, h, bias)] for b, h in zip(beams, history)]
+        tried[str(bias)] = leave_one_out_metrics(merged, targets)["NDCG@10"]
+        if tried[str(bias)] > best_ndcg:
+            best, best_ndcg = bias, tried[str(bias)]
+    return best, tried

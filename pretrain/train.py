@@ -24,7 +24,7 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +78,7 @@ class TrainConfig:
     redraw_templates: bool = False
     history_crop: float = 0.0
     eval_length_penalty: float = 1.0
+    eval_repeat_bias_grid: list[float] = field(default_factory=list)
     valid_max_users: int = 0
     valid_from: float = 0.0
 
@@ -120,6 +121,9 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "history_crop": "each epoch, cut this share of the recommendation samples' histories to a random number of "
                         "their most recent items (1 to all; 0: off): teaches item-to-item transitions",
         "eval_length_penalty": "beam score = log p / length ** this, in validation and test decoding",
+        "eval_repeat_bias_grid": "after training, the best epoch's validation tries repeat-aware ranking (the "
+                                 "user's history items at the model's score + a bias; recommender/repeats.py) with "
+                                 "each of these biases and off; test takes the winner (empty: off)",
         "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
         "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
                       "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
@@ -427,7 +431,7 @@ def train(cfg: TrainConfig) -> dict:
                "stopped_early": state["stopped_early"]}
     if rank == 0:
         if cfg.valid_catalog is not None and run.best.exists():
-            summary["test_at_best"] = _evaluate(run.best, cfg, "test")
+            summary |= final_test(cfg, run.best)
         run.write_summary(summary)
     _barrier()
     return summary
@@ -468,7 +472,20 @@ def _replace(src: Path, dst: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
-def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
+def final_test(cfg: TrainConfig, best: Path) -> dict:
+    """The summary's test of the selected model: first, with ``eval_repeat_bias_grid``, the repeat bias chosen on
+    validation (``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10)."""
+    out, bias = {}, None
+    if cfg.eval_repeat_bias_grid:
+        valid = _evaluate(best, cfg, "valid", repeat_bias_grid=cfg.eval_repeat_bias_grid)
+        bias = valid["repeat_bias"]
+        out["repeat_bias"] = {"chosen": bias, "valid_ndcg10": valid["repeat_bias_ndcg10"], "valid": valid}
+        log.info("repeat bias chosen on validation: %s (NDCG@10 of each: %s)", bias, valid["repeat_bias_ndcg10"])
+    out["test_at_best"] = _evaluate(best, cfg, "test", repeat_bias=bias)
+    return out
+
+
+def _evaluate(model_dir: Path, cfg: TrainConfig, split: str, **repeats) -> dict:
     """Validation (or test) of an export, with prompts made the way the shards made them."""
     from eval.evaluate import EvalConfig, evaluate
     from pretrain.shards import read_manifest
@@ -479,8 +496,9 @@ def _evaluate(model_dir: Path, cfg: TrainConfig, split: str) -> dict:
                             length_penalty=cfg.eval_length_penalty,
                             max_users=cfg.valid_max_users if split == "valid" else 0,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", 20),
-                            device="auto"))
-    return {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "coverage@10")}
+                            device="auto", **repeats))
+    keep = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "coverage@10", "repeat_bias", "repeat_bias_ndcg10")
+    return {k: m[k] for k in keep if k in m}
 
 
 def main(argv: list[str] | None = None) -> int:

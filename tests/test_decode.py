@@ -65,3 +65,21 @@ def test_no_repeat_ngram_also_holds_under_a_trie():
                               constraint=TrieConstraint(trie, 2 * 8, src.device))
     for u in range(2):
         assert sorted(res.sequences(u)) == [[5, 6, 7], [9]]  # every ID without a repeat, and only those
+
+
+@pytest.mark.parametrize("length_penalty", [1.0, 0.5])
+def test_teacher_forced_scores_equal_the_beam_scores(length_penalty):
+    """Repeat-aware ranking scores history items without searching: the score must be the beam search's own."""
+    from seq2seq.scoring import target_scores
+
+    model, ids = tiny_t5(vocab=V, seed=4), _ids(200, 4)
+    trie = Trie.build(ids, EOS, V)
+    src = torch.randint(2, V, (3, 7), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(src)
+    mask[1, 4:] = 0
+    top = recommend(model, src, mask, trie, beams=6, k=6, eos_token_id=EOS, pad_token_id=PAD,
+                    length_penalty=length_penalty)
+    owners = [u for u in range(3) for _ in range(6)]
+    targets = [ids[i] for i in top.items.view(-1).tolist()]
+    scores = target_scores(model, src, mask, owners, targets, EOS, length_penalty)
+    assert torch.allclose(scores, top.scores.view(-1), atol=1e-4)

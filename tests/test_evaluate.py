@@ -46,6 +46,24 @@ def test_eval_metrics(setup, collide_catalog, tmp_path):
         assert not set(r) & set(s.history) and len(sc) == len(r)  # scores stay aligned with the kept items
 
 
+def test_eval_repeat_bias_ranks_history_items_and_is_chosen_on_valid(setup, collide_catalog, tmp_path):
+    cat, d, ids = setup
+    args = ["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(ids), "--out",
+            str(tmp_path), "--batch-size", "7"]
+    assert main(args + ["--split", "test", "--repeat-bias", "1000"]) == 0
+    topk = pq.read_table(tmp_path / "topk_test.parquet").to_pydict()
+    for r, sc, s in zip(topk["topk"], topk["scores"], samples(cat.sequences, "test")):
+        hist = set(s.history)
+        assert set(r[: len(hist)]) == hist and len(r) == len(set(r)) == 20  # a huge bias: the history first
+        assert all(a >= b for a, b in zip(sc, sc[1:]))
+    assert main(args + ["--split", "valid", "--repeat-bias-grid", "0", "1000"]) == 0
+    m = json.loads((tmp_path / "metrics_valid.json").read_text())
+    assert set(m["repeat_bias_ndcg10"]) == {"off", "0.0", "1000.0"}
+    chosen = "off" if m["repeat_bias"] is None else str(m["repeat_bias"])
+    assert m["NDCG@10"] == pytest.approx(m["repeat_bias_ndcg10"][chosen]) == max(m["repeat_bias_ndcg10"].values())
+    assert main(args + ["--split", "test", "--repeat-bias-grid", "0"]) == 2  # chosen on valid, never on test
+
+
 def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
     cat, d, ids = setup
     assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(tmp_path),

@@ -164,7 +164,8 @@ def test_a_checkpoint_trains_with_its_dropout_on(tiny_generator):
 
 def test_every_recipe_has_the_levers_that_won():
     """The CPU recipe (bench/quality.py), the Beauty run (configs/beauty.yaml, also the GPU run's recipe) and the
-    foundation run share the levers measured on validation: label smoothing 0.1 and every dropout off."""
+    foundation run share the levers measured on validation: label smoothing 0.1, every dropout off and the repeat
+    bias chosen on validation."""
     from infra.config import load_config
     from pretrain.train import CPU_RECIPE, TrainConfig
     from tests.conftest import REPO
@@ -172,6 +173,7 @@ def test_every_recipe_has_the_levers_that_won():
     for path in (CPU_RECIPE, REPO / "configs" / "beauty.yaml", REPO / "configs" / "foundation.yaml"):
         cfg = load_config(TrainConfig, path)
         assert (cfg.label_smoothing, cfg.dropout) == (0.1, 0.0), path
+        assert cfg.eval_repeat_bias_grid == [0, 0.5, 1, 2, 4, 8], path
     assert "configs\" / \"beauty.yaml\"" in (REPO / "bench" / "gpu_run.py").read_text()  # its recipe: no copy
 
 

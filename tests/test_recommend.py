@@ -43,6 +43,20 @@ def test_recommend_gives_the_evaluations_top_k(served, word_ids):
         assert all(a >= b for a, b in zip(r["scores"], r["scores"][1:]))
 
 
+def test_recommend_with_repeat_bias_gives_the_evaluations_top_k(served, word_ids, collide_catalog):
+    """Serving and evaluation share repeat-aware ranking: same bias, same lists."""
+    d, cat, todo, _ = served
+    evaluate(EvalConfig(model=d / "rec", catalog=collide_catalog, ids=word_ids, out=d / "eval_r", device="cpu",
+                        repeat_bias=1.5))
+    want = pq.read_table(d / "eval_r" / "topk_test.parquet").to_pydict()["topk"]
+    stdout = io.StringIO()
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, histories=d / "histories.txt", repeat_bias=1.5,
+                          batch_size=5, device="cpu")
+    run_recommend(cfg, None, stdout)
+    got = [json.loads(line)["items"] for line in stdout.getvalue().splitlines()]
+    assert got == [r[:10] for r in want] and any(set(r) & set(s.history) for r, s in zip(got, todo))
+
+
 def test_json_lines_from_standard_input_and_history_rules(served, word_ids):
     d, cat, todo, topk = served
     stdin = io.StringIO("".join(json.dumps({"user": cat.users[s.user], "history": s.history}) + "\n"

@@ -102,12 +102,16 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_
 def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path):
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
                           "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2",
-                          "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids)],
+                          "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids),
+                          "--eval-repeat-bias-grid", "0", "3"],
                          capture_output=True, text=True, timeout=600, env=ONE_PROCESS_ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 1 and summary["best"]["epoch"] == 0
     assert {"HR@10", "NDCG@10"} <= set(summary["test_at_best"])
+    repeats = summary["repeat_bias"]  # chosen on validation, then used on test
+    assert set(repeats["valid_ndcg10"]) == {"off", "0.0", "3.0"} and repeats["chosen"] in (None, 0.0, 3.0)
+    assert summary["test_at_best"].get("repeat_bias") == repeats["chosen"]
 
 
 NO_DEEPSPEED = ("import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; "
