@@ -48,6 +48,7 @@ class QualityConfig:
     max_budget_s: float = 600.0
     warmstart_steps: int = 3000
     warmstart_min_epochs: float = 20.0
+    max_history: int = 20
     init_from_generator: bool = True
     device: str = "auto"
     seed: int = 0
@@ -78,6 +79,7 @@ HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset 
         "warmstart_min_epochs": "and at least this many passes over the catalog (Office_Industrial: 1,500 steps "
                                 "left its generator writing 'sssssssss', 4,500 made IDs of the title's words and "
                                 "took ours from 0.29 to 0.92 of SASRec's test NDCG@10)",
+        "max_history": "history items in a prompt (the most recent)",
         "init_from_generator": "start the recommender from the warm-started generator (else from scratch)",
         "device": "auto, cpu or cuda"}
 
@@ -99,7 +101,7 @@ def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: s
     std = StandardConfig(data=data, out=out, domain=name, users=users, id_actors=0, procs=1,
                          init_from_generator=cfg.init_from_generator, seed=cfg.seed, device=device, sasrec=sasrec,
                          warmstart_steps=cfg.warmstart_steps * (3 if gpu else 1),
-                         warmstart_min_epochs=cfg.warmstart_min_epochs)
+                         warmstart_min_epochs=cfg.warmstart_min_epochs, max_history=cfg.max_history)
     recipe = cfg.train_config or (REPO / "configs" / "beauty.yaml" if gpu else CPU_RECIPE)
     n = sum(1 for _ in samples(prepare_data(std).sequences, "train"))  # the budget follows the training samples
     train = replace(load_config(TrainConfig, recipe), engine="torch", zero_stage=0,

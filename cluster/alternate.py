@@ -106,13 +106,15 @@ def _frozen_recommender(cfg: AlternateConfig, out: Path) -> Path:
 
 
 def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
-    """Validation and test metrics of a recommender with a set of IDs (cached in ``out``)."""
-    result = {}
+    """Validation and test metrics of a recommender with a set of IDs (cached in ``out``); the repeat bias is
+    chosen on validation (the train config's ``eval_repeat_bias_grid``) and used on test, as the trainer does."""
+    result, repeats = {}, {"repeat_bias_grid": _train_config(cfg).eval_repeat_bias_grid}
     for split in ("valid", "test"):
         m = read_eval(out, split) or evaluate(EvalConfig(
             model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
-            device=cfg.device))
+            device=cfg.device, **repeats))
         result[split] = {k: m[k] for k in METRICS}
+        repeats = {"repeat_bias": m.get("repeat_bias")}
     return result
 
 

@@ -168,9 +168,9 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     tcfg = recommender_config(cfg, out, train_cfg)
     run = TrainingRun(tcfg.out)
     if _step("recommender", run.done()):
-        timed("recommender", lambda: _train(tcfg, cfg.procs))
-    if _step("repeat bias", not tcfg.eval_repeat_bias_grid or "repeat_bias" in run.summary()):
-        # a run trained before the grid was set: choose the bias on validation and test again, no training
+        timed("recommender", lambda: _train(tcfg, cfg.procs))  # its last step chooses the repeat bias
+    elif tcfg.eval_repeat_bias_grid and "repeat_bias" not in run.summary():
+        log.info("[repeat bias] the recommender was trained without the grid: choosing on validation, then test")
         timed("repeat bias", lambda: run.write_summary(run.summary() | final_test(tcfg, run.best)))
     summary = run.summary()
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
