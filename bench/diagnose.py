@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO  # noqa: E402  (puts the repo on the path)
@@ -34,20 +33,18 @@ from eval.metrics import coverage  # noqa: E402
 from infra.atomic import write_json  # noqa: E402
 from pretrain.shards import read_manifest  # noqa: E402
 from recommender.prompts import render_prompt  # noqa: E402
-from seq2seq.batching import seq2seq_batch  # noqa: E402
 from seq2seq.model import load_model_and_tokenizer  # noqa: E402
+from seq2seq.scoring import target_scores  # noqa: E402
 
 
-@torch.no_grad()
 def forced_scores(model, tok, prompt: str, targets: list[str],
                   max_source_tokens: int = EvalConfig.max_source_tokens) -> list[float]:
-    """Mean token log-probability of each target after ``prompt`` (teacher forcing, full-vocabulary softmax)."""
-    batch = seq2seq_batch(tok, [prompt] * len(targets), targets, max_source_tokens, 64)
-    logp = torch.log_softmax(model(**batch).logits.float(), -1)
-    labels = batch["labels"]
-    mask = labels != -100
-    token = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-    return (token.sum(1) / mask.sum(1)).tolist()
+    """Beam score of each target ID after ``prompt`` (teacher forcing, full-vocabulary softmax, length penalty 1):
+    ``seq2seq.scoring.target_scores``, which repeat-aware ranking uses too."""
+    enc = tok([prompt], truncation=True, max_length=max_source_tokens, return_tensors="pt")
+    tokens = tok(list(targets), add_special_tokens=False)["input_ids"]
+    return target_scores(model, enc["input_ids"], enc["attention_mask"], [0] * len(tokens), tokens,
+                         tok.eos_token_id).tolist()
 
 
 def diagnose(run: Path, users: int) -> dict:

@@ -28,7 +28,7 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer
+from seq2seq.model import load_model_and_tokenizer, model_meta
 
 log = logging.getLogger("idgenrec.recommend")
 
@@ -46,7 +46,7 @@ class RecommendConfig:
     repeat_bias: float | None = None
     with_ids: bool = False
     skip_bad: bool = False
-    max_history: int = 20
+    max_history: int = 0
     batch_size: int = 64
     length_penalty: float = 1.0
     max_source_tokens: int = 512
@@ -58,8 +58,8 @@ class RecommendConfig:
     def check(self) -> None:
         if not 1 <= self.k <= self.beams:
             raise ValueError(f"need 1 <= k <= beams, got k={self.k}, beams={self.beams}")
-        if self.max_history < 1 or self.batch_size < 1 or self.chunk < 1:
-            raise ValueError("max_history, batch_size and chunk must be >= 1")
+        if self.max_history < 0 or self.batch_size < 1 or self.chunk < 1:
+            raise ValueError("max_history must be >= 0, batch_size and chunk >= 1")
         if self.actors > 0 and self.out is None:
             raise ValueError("actors need --out (results are kept per chunk there, so that a rerun resumes)")
         if self.exclude_history and self.repeat_bias is not None:
@@ -78,7 +78,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
                        "repeat_bias that validation chose: the training run's summary.json); default off",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
-        "max_history": "the most recent items a prompt holds (longer histories are cut, logged once)",
+        "max_history": "the most recent items a prompt holds (longer histories are cut, logged once; 0: as the "
+                       "model was trained, recorded in its idgenrec.json, else 20)",
         "batch_size": "histories decoded together", "length_penalty": "beam score = log p / length ** this",
         "max_source_tokens": "prompt tokens kept",
         "actors": "Ray actors sharing the histories (0: this process); a local Ray starts unless --address or "
@@ -186,7 +187,8 @@ def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO
     source = "<stdin>" if cfg.histories in (None, Path("-")) else str(cfg.histories)
     known = set(read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"])
     with _lines(cfg.histories, stdin) as lines:
-        histories = read_histories(lines, source, known, problems, cfg.max_history)
+        max_history = cfg.max_history or model_meta(cfg.model).get("max_history", 20)
+        histories = read_histories(lines, source, known, problems, max_history)
         if cfg.actors > 0:
             written = _with_actors(cfg, list(histories))
         else:

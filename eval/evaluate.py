@@ -22,7 +22,7 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.repeats import Ranked, merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer
+from seq2seq.model import load_model_and_tokenizer, model_meta
 
 log = logging.getLogger("idgenrec.eval")
 
@@ -37,7 +37,7 @@ class EvalConfig:
     beams: int = 20
     length_penalty: float = 1.0
     batch_size: int = 64
-    max_history: int = 20
+    max_history: int = 0
     max_source_tokens: int = 512
     user_ids: bool = False
     exclude_history: bool = False
@@ -65,6 +65,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalo
         "length_penalty": "beam score = sum of token log-probabilities / length ** this (0: the ID's probability)",
         "user_ids": "put user IDs in the prompts",
         "exclude_history": "drop items already in the user's history from the ranking (the paper does not)",
+        "max_history": "history items in a prompt (0: as the model was trained, recorded in its idgenrec.json; "
+                       "else 20)",
         "max_users": "evaluate only the first N eligible users (0 = all), for quick looks",
         "device": "auto (a GPU when present), cpu or cuda"}
 
@@ -81,7 +83,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     id_of = dict(zip(cat.item_ids, texts))
     users = user_id_texts(cfg.ids) if cfg.user_ids else {}
     trie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device)
-    todo = list(samples(cat.sequences, cfg.split, cfg.max_history))
+    max_history = cfg.max_history or model_meta(cfg.model).get("max_history", 20)
+    todo = list(samples(cat.sequences, cfg.split, max_history))
     if cfg.max_users > 0:
         todo = todo[: cfg.max_users]
     prompts = [render_prompt([id_of[i] for i in s.history], users.get((cat.users[s.user], s.position)),
@@ -108,7 +111,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     scores = [[v for _, v in kept] for kept in beams]
     seconds = time.time() - t0
     metrics = {**leave_one_out_metrics(ranked, targets), "coverage@10": coverage(ranked, len(cat.item_ids)),
-               "split": cfg.split, "beams": cfg.beams,
+               "split": cfg.split, "beams": cfg.beams, "max_history": max_history,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
                "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),

@@ -34,7 +34,7 @@ class ShardsConfig:
     ids: list[Path] = field(default_factory=list)
     out: Path | None = None
     samples_per_shard: int = 2000
-    max_history: int = 20
+    max_history: int = 10
     user_ids: bool = False
     split: str = "train"
     grounding: list[str] = field(default_factory=list)

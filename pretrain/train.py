@@ -404,7 +404,8 @@ def train(cfg: TrainConfig) -> dict:
                     break
         bar.close()
         export = run.export(epoch)
-        export_hf(engine, tok, export, rank, {"domains_seen": sorted(domains)})
+        export_hf(engine, tok, export, rank, {"domains_seen": sorted(domains),
+                                              "max_history": manifest.get("max_history", 20)})
         state["epoch"], state["micro_step"] = epoch + 1, 0
         if rank == 0:
             train_loss = torch.stack(losses).float().mean().item() if losses else 0.0

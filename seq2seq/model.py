@@ -120,6 +120,14 @@ def load_model_and_tokenizer(path: Path | str):
     return model, tok
 
 
+def model_meta(path: Path | str) -> dict:
+    """A model directory's ``idgenrec.json`` (empty for a model saved elsewhere, e.g. a downloaded t5-small): the
+    trainer records there how its prompts were made (``max_history``), so that evaluation and serving make them
+    the same way."""
+    meta = Path(path) / MODEL_META
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
 def check_vocabulary(model, tokenizer, where: str) -> None:
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < len(tokenizer):

@@ -64,6 +64,19 @@ def test_eval_repeat_bias_ranks_history_items_and_is_chosen_on_valid(setup, coll
     assert main(args + ["--split", "test", "--repeat-bias-grid", "0"]) == 2  # chosen on valid, never on test
 
 
+def test_eval_makes_prompts_as_the_model_was_trained(setup, collide_catalog, sample_tokenizer_dir, tmp_path):
+    """The trainer records its shards' max_history in the model's idgenrec.json; eval follows it unless told."""
+    cat, d, ids = setup
+    tok = load_tokenizer(sample_tokenizer_dir)
+    save_model(build_model(model_config("tiny"), tok), tok, tmp_path / "rec", {"max_history": 2})
+    args = ["eval", "--catalog", str(collide_catalog), "--ids", str(ids), "--split", "valid", "--beams", "10"]
+    runs = ((d / "rec", [], 20), (tmp_path / "rec", [], 2), (tmp_path / "rec", ["--max-history", "3"], 3))
+    for model, extra, want in runs:
+        out = tmp_path / f"o{want}"
+        assert main(args + ["--model", str(model), "--out", str(out), *extra]) == 0
+        assert json.loads((out / "metrics_valid.json").read_text())["max_history"] == want
+
+
 def test_eval_refuses_missing_ids(setup, collide_catalog, tmp_path):
     cat, d, ids = setup
     assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(tmp_path),

@@ -112,6 +112,8 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
     repeats = summary["repeat_bias"]  # chosen on validation, then used on test
     assert set(repeats["valid_ndcg10"]) == {"off", "0.0", "3.0"} and repeats["chosen"] in (None, 0.0, 3.0)
     assert summary["test_at_best"].get("repeat_bias") == repeats["chosen"]
+    meta = json.loads((tmp_path / "best" / "idgenrec.json").read_text())
+    assert meta["max_history"] == json.loads((shards / "manifest.json").read_text())["max_history"]
 
 
 NO_DEEPSPEED = ("import sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; from pretrain.train import main; "
