@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO  # noqa: E402  (puts the repo on the path)
 
