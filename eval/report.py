@@ -36,10 +36,14 @@ def convergence_note(best_epoch: int | None, epochs_run: int | None) -> str:
     return f"not converged: best epoch {best_epoch} is the last of {epochs_run}"
 
 
-def _training_note(model_dir: str | None) -> str:
-    """The note for a model exported by our trainer (``<run>/best``): none without validation selection."""
-    selected = TrainingRun(Path(model_dir).parent).best_epoch_note() if model_dir else None
-    return convergence_note(*selected) if selected else ""
+def _training_note(folder: Path, model_dir: str | None) -> str:
+    """The note for a model exported by our trainer (``<run>/best``, evaluated in ``<run>/best/eval``): none without
+    validation selection. The model path the evaluation stored first, then the evaluation's parent (a moved run)."""
+    for model in ([Path(model_dir)] if model_dir else []) + [folder.parent]:
+        selected = TrainingRun(model.parent).best_epoch_note()
+        if selected:
+            return convergence_note(*selected)
+    return ""
 
 
 def collect(run_dirs: list[Path]) -> dict:
@@ -51,7 +55,7 @@ def collect(run_dirs: list[Path]) -> dict:
             ds = _dataset(folder, m)
             label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
             rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {
-                "users": m["users"], "file": str(metrics_path(folder, "test")), "note": _training_note(m.get("model"))}
+                "users": m["users"], "file": str(metrics_path(folder, "test")), "note": _training_note(folder, m.get("model"))}
             if m.get("popularity"):
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
         for folder, s in find(run, "sasrec"):

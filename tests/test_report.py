@@ -39,6 +39,10 @@ def test_report_names_the_dataset_of_a_moved_run_folder(tmp_path):
     m = {"users": 10, "HR@5": 0.1, "HR@10": 0.2, "NDCG@5": 0.05, "NDCG@10": 0.07,
          "catalog": str(tmp_path / "before-the-move" / "Beauty" / "catalog"),
          "popularity": {"users": 10, "HR@5": 0.0, "HR@10": 0.1, "NDCG@5": 0.0, "NDCG@10": 0.03}}
+    m["model"] = str(tmp_path / "before-the-move" / "Beauty" / "recommender" / "best")
     (ds / "recommender" / "best" / "eval" / "metrics_test.json").write_text(json.dumps(m))
+    summary = {"best": {"epoch": 1, "NDCG@10": 0.07}, "history": [{"epoch": 0}, {"epoch": 1}]}
+    (ds / "recommender" / "summary.json").write_text(json.dumps(summary))
     rows = collect([tmp_path / "moved"])["datasets"]
     assert set(rows["Beauty"]) >= {"IDGenRec (ours)", "Popularity"} and "eval" not in rows
+    assert rows["Beauty"]["IDGenRec (ours)"]["note"] == "not converged: best epoch 1 is the last of 2"
