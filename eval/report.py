@@ -55,7 +55,8 @@ def collect(run_dirs: list[Path]) -> dict:
             ds = _dataset(folder, m)
             label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
             rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {
-                "users": m["users"], "file": str(metrics_path(folder, "test")), "note": _training_note(folder, m.get("model"))}
+                "users": m["users"], "file": str(metrics_path(folder, "test")),
+                "note": _training_note(folder, m.get("model"))}
             if m.get("popularity"):
                 rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
         for folder, s in find(run, "sasrec"):

@@ -110,12 +110,10 @@ def load_model_and_tokenizer(path: Path | str):
 
     path = Path(path)
     model, tok = load_model(path), load_tokenizer(path)
-    meta = path / MODEL_META
-    if meta.is_file():
-        saved = json.loads(meta.read_text()).get("tokenizer_fingerprint")
-        if saved and saved != tokenizer_fingerprint(tok):
-            raise ValueError(f"{path}: the model was saved with tokenizer {saved} but the tokenizer files there now "
-                             f"give {tokenizer_fingerprint(tok)}; put the model's own tokenizer back")
+    saved = model_meta(path).get("tokenizer_fingerprint")
+    if saved and saved != tokenizer_fingerprint(tok):
+        raise ValueError(f"{path}: the model was saved with tokenizer {saved} but the tokenizer files there now "
+                         f"give {tokenizer_fingerprint(tok)}; put the model's own tokenizer back")
     check_vocabulary(model, tok, str(path))
     return model, tok
 
