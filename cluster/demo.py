@@ -26,20 +26,26 @@ log = logging.getLogger("idgenrec.demo")
 TRAIN, HELDOUT = "Beauty", "Toys"
 
 
-def run_demo(args: argparse.Namespace) -> None:
+def demo_configs(args: argparse.Namespace) -> tuple[StandardConfig, TrainConfig]:
+    """The standard run's and the recommender's configs for the demo's flags."""
     out: Path = args.out
-    t0 = time.time()
     standard = StandardConfig(
         data=SAMPLE_DIR / TRAIN, out=out / TRAIN, heldout=[SAMPLE_DIR / HELDOUT], vocab_size=args.vocab_size,
-        generator_size="tiny", warmstart_steps=args.warmstart_steps, warmstart_batch=32, warmstart_lr=1e-2,
+        generator_size=args.size, warmstart_steps=args.warmstart_steps, warmstart_batch=32, warmstart_lr=args.lr,
         warmstart_min_epochs=0,  # the tiny generator at lr 1e-2 learns its words within 1,500 steps (loss 0.6)
         source_tokens=32, id_actors=2, samples_per_shard=1000, init_from_generator=True, procs=2,
         sasrec_epochs=args.sasrec_epochs)
     # The tiny model learns at lr 1e-2 (2 epochs at 3e-3 stayed below popularity; with 7 at 1e-2 validation peaks
     # at the 6th); validating only the second half of the epochs keeps the demo under 10 minutes.
-    recommender = TrainConfig(zero_stage=2, micro_batch=32, epochs=args.epochs, lr=1e-2, eval_beams=20,
+    recommender = TrainConfig(zero_stage=2, micro_batch=32, epochs=args.epochs, lr=args.lr, eval_beams=20,
                               dropout=0.0, valid_from=0.5)
-    run_standard(standard, recommender)
+    return standard, recommender
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    t0 = time.time()
+    run_standard(*demo_configs(args))
     generator, best = out / TRAIN / "generator", TrainingRun(out / TRAIN / "recommender").best
     run_zeroshot(ZeroShotConfig(generator=generator, recommender=best, data=[SAMPLE_DIR / HELDOUT],
                                 out=out / "zeroshot", actors=2))
@@ -59,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--vocab-size", type=int, default=4000, help="tokenizer vocabulary size (default 4000)")
+    p.add_argument("--size", default="tiny", help="generator size, which the recommender starts from (tiny, mini, "
+                   "small or a YAML path; default tiny)")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate of the warm start and the recommender")
     p.add_argument("--warmstart-steps", type=int, default=1500)
     p.add_argument("--epochs", type=int, default=7, help="recommender epochs (default 7)")
     p.add_argument("--sasrec-epochs", type=int, default=200, help="SASRec's most epochs (early stopping on validation)")

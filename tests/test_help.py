@@ -47,3 +47,17 @@ def test_bench_script_help(script):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_demo_size_and_lr_reach_the_generator_and_the_recommender():
+    from cluster.demo import demo_configs
+    from seq2seq.model import model_config
+
+    args = build_parser().parse_args(["demo", "--size", str(REPO / "configs" / "size_d64.yaml"), "--lr", "5e-3"])
+    standard, recommender = demo_configs(args)
+    assert (standard.generator_size, standard.warmstart_lr, recommender.lr) == (args.size, 5e-3, 5e-3)
+    assert standard.init_from_generator  # the recommender has the generator's size
+    sizes = [model_config(s).d_model for s in ("tiny", standard.generator_size, "mini")]
+    assert sizes == [32, 64, 128]
+    default, _ = demo_configs(build_parser().parse_args(["demo"]))
+    assert default.generator_size == "tiny"
