@@ -1,6 +1,6 @@
 """Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity, a
 first-order Markov chain (successors of the last item) and the user's recent items on real datasets, in one run, on
-the same users of the same split; CPU-sized (about 120 minutes from scratch on 2 cores by default, most of it the
+the same users of the same split; CPU-sized (about 125 minutes from scratch on 2 cores by default, most of it the
 generators' warm starts).
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
@@ -45,7 +45,7 @@ class QualityConfig:
     train_config: Path | None = None
     seconds_per_1k_samples: float = 30.0
     min_budget_s: float = 240.0
-    max_budget_s: float = 600.0
+    max_budget_s: float = 1200.0
     warmstart_steps: int = 3000
     warmstart_min_epochs: float = 20.0
     max_history: int = 10
