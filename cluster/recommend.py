@@ -28,7 +28,7 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer, model_meta
+from seq2seq.model import load_model_and_tokenizer, prompt_history
 
 log = logging.getLogger("idgenrec.recommend")
 
@@ -187,7 +187,7 @@ def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO
     source = "<stdin>" if cfg.histories in (None, Path("-")) else str(cfg.histories)
     known = set(read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"])
     with _lines(cfg.histories, stdin) as lines:
-        max_history = cfg.max_history or model_meta(cfg.model).get("max_history", 20)
+        max_history = prompt_history(cfg.model, cfg.max_history)
         histories = read_histories(lines, source, known, problems, max_history)
         if cfg.actors > 0:
             written = _with_actors(cfg, list(histories))

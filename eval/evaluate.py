@@ -22,7 +22,7 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
 from recommender.repeats import Ranked, merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer, model_meta
+from seq2seq.model import load_model_and_tokenizer, prompt_history
 
 log = logging.getLogger("idgenrec.eval")
 
@@ -83,7 +83,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     id_of = dict(zip(cat.item_ids, texts))
     users = user_id_texts(cfg.ids) if cfg.user_ids else {}
     trie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device)
-    max_history = cfg.max_history or model_meta(cfg.model).get("max_history", 20)
+    max_history = prompt_history(cfg.model, cfg.max_history)
     todo = list(samples(cat.sequences, cfg.split, max_history))
     if cfg.max_users > 0:
         todo = todo[: cfg.max_users]

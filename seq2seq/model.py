@@ -126,6 +126,13 @@ def model_meta(path: Path | str) -> dict:
     return json.loads(meta.read_text()) if meta.is_file() else {}
 
 
+def prompt_history(model_dir: Path | str, asked: int) -> int:
+    """History items per prompt: ``asked``, or with 0 as many as the model was trained with (its ``idgenrec.json``;
+    20, the trainer's default before it recorded this, for a model without the record). Evaluation and serving both
+    resolve it here, so that they make the same prompts."""
+    return asked or model_meta(model_dir).get("max_history", 20)
+
+
 def check_vocabulary(model, tokenizer, where: str) -> None:
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < len(tokenizer):
