@@ -32,16 +32,66 @@ def warmup_decay_fraction(done: float, lr: float, warmup: float) -> float:
     return lr * max(0.0, (1.0 - done) / max(1.0 - warmup, 1e-9))
 
 
+def warmup_stable_anneal(done: float, lr: float, warmup: float, annealed: float | None) -> float:
+    """Warmup, then a constant rate until an anneal starts, then a linear anneal to 0 (a "WSD" schedule):
+    ``done`` and ``warmup`` are fractions of the run as above; ``annealed`` is the fraction of the anneal done
+    (None before it starts). The trainer starts the anneal when validation stops improving, or when what is left of
+    the run is one anneal long, so the run's length follows the data instead of a budget fixed beforehand."""
+    if warmup > 0 and done < warmup:
+        return lr * done / warmup
+    return lr if annealed is None else lr * max(0.0, 1.0 - annealed)
+
+
+class WarmupStableAnnealLR:
+    """``warmup_stable_anneal`` as a scheduler stepped once per optimizer step, by ``TorchEngine`` or by DeepSpeed
+    (as a client scheduler, saved in its checkpoints through ``state_dict``). ``warmup`` and ``total`` are optimizer
+    steps; ``budget`` (optional): a clock giving the fraction of a time budget spent, which leads when it is ahead."""
+
+    def __init__(self, optimizer, lr: float, warmup: int, total: int, budget=None):
+        self.optimizer, self.lr, self.warmup, self.total, self.budget = optimizer, lr, warmup, max(total, 1), budget
+        self.steps = 0
+        self.anneal: list[int] | None = None  # [first step, steps] once the anneal has started
+        self._apply()
+
+    def start_anneal(self, steps: int) -> None:
+        self.anneal = [self.steps, max(1, steps)]
+
+    def annealed(self) -> float | None:
+        """The fraction of the anneal done (None before it starts)."""
+        return None if self.anneal is None else (self.steps - self.anneal[0]) / self.anneal[1]
+
+    def get_last_lr(self) -> list[float]:
+        done = max(self.budget() if self.budget else 0.0, self.steps / self.total)
+        return [warmup_stable_anneal(min(done, 1.0), self.lr, self.warmup / self.total, self.annealed())]
+
+    def step(self, **_) -> None:
+        self.steps += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.get_last_lr()[0]
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "anneal": self.anneal}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.anneal = state["steps"], state["anneal"]
+        self._apply()
+
+
 class TorchEngine:
     """``param_groups`` as torch optimizers take them; ``budget``: a clock giving the fraction of a time budget
-    spent, which the schedule then follows (whichever of steps and time runs out first)."""
+    spent, which the schedule then follows (whichever of steps and time runs out first). ``plateau``: the
+    ``WarmupStableAnnealLR`` schedule (``lr_scheduler``, as DeepSpeed names it) instead of a decay over the run."""
 
     def __init__(self, model: torch.nn.Module, param_groups: list[dict], device: torch.device, lr: float, warmup: int,
-                 total_steps: int, clip: float, grad_accum: int, bf16: bool, budget=None):
+                 total_steps: int, clip: float, grad_accum: int, bf16: bool, budget=None, plateau: bool = False):
         self.module, self.device = model.to(device), device
         self.lr, self.warmup, self.total, self.clip, self.grad_accum = lr, warmup, total_steps, clip, grad_accum
         self.bf16, self.budget = bf16, budget
         self.optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=True if device.type == "cuda" else None)
+        self.lr_scheduler = WarmupStableAnnealLR(self.optimizer, lr, warmup, total_steps, budget) if plateau else None
         self.global_steps, self.micro_steps = 0, 0
 
     def __call__(self, **inputs):
@@ -62,8 +112,12 @@ class TorchEngine:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_steps += 1
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
 
     def get_lr(self) -> list[float]:
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler.get_last_lr()
         if self.budget is not None:
             done = max(self.budget(), self.global_steps / max(self.total, 1))
             return [warmup_decay_fraction(min(done, 1.0), self.lr, self.warmup / max(self.total, 1))]
@@ -83,13 +137,15 @@ class TorchEngine:
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             write_text(tmp / "state.json", json.dumps({
                 "global_steps": self.global_steps, "micro_steps": self.micro_steps,
+                "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
                 "param_groups": opt["param_groups"], "client_state": client_state}))
         write_text(Path(save_dir) / "latest", tag)
 
-    def load_checkpoint(self, load_dir: str) -> tuple[str, dict]:
+    def load_checkpoint(self, load_dir: str, tag: str | None = None) -> tuple[str, dict]:
+        """The checkpoint ``tag`` (default: the latest) of ``load_dir``."""
         from safetensors.torch import load_file, load_model
 
-        path = Path(load_dir) / (Path(load_dir) / "latest").read_text().strip()
+        path = Path(load_dir) / (tag or (Path(load_dir) / "latest").read_text().strip())
         load_model(self.module, str(path / "model.safetensors"), device=str(self.device))
         meta = json.loads((path / "state.json").read_text())
         state: dict[int, dict] = {}
@@ -98,4 +154,6 @@ class TorchEngine:
             state.setdefault(int(p), {})[k] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         self.global_steps, self.micro_steps = meta["global_steps"], meta["micro_steps"]
+        if self.lr_scheduler is not None and meta.get("lr_scheduler"):
+            self.lr_scheduler.load_state_dict(meta["lr_scheduler"])
         return str(path), meta["client_state"]

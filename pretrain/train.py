@@ -81,6 +81,9 @@ class TrainConfig:
     eval_repeat_bias_grid: list[float] = field(default_factory=list)
     valid_max_users: int = 0
     valid_from: float = 0.0
+    anneal_patience: int = 0
+    anneal_epochs: float = 1.0
+    anneal_from_best: bool = False
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -97,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"valid_from is a fraction of the run (0 to 1), got {self.valid_from}")
         if self.engine == "torch" and self.zero_stage:
             raise ValueError("engine torch is one process: set zero_stage 0")
+        if self.anneal_patience < 0 or self.anneal_epochs <= 0:
+            raise ValueError("anneal_patience must be >= 0 and anneal_epochs > 0")
 
 
 HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
@@ -127,7 +132,14 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
         "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
                       "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
-                      "validations that cost a fifth of an epoch each on CPU"}
+                      "validations that cost a fifth of an epoch each on CPU",
+        "anneal_patience": "0: the learning rate decays linearly over the whole run (epochs or time budget). N: it "
+                           "stays at lr after warmup until validation NDCG@10 has not improved for N validated "
+                           "epochs, or until what is left of the run is one anneal long; then it anneals linearly to "
+                           "0 over anneal_epochs and training ends (a started anneal runs to its end, past a time "
+                           "budget by at most the validations within it)",
+        "anneal_epochs": "length of that anneal, in epochs (fractions allowed)",
+        "anneal_from_best": "rewind to the best validated epoch (weights and optimizer state) before annealing"}
 
 
 def warmup_of(cfg: TrainConfig, total_steps: int) -> int:
@@ -156,7 +168,8 @@ def seq2seq_loss(output, labels: torch.Tensor, label_smoothing: float) -> torch.
 
 
 def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
-    return {
+    """DeepSpeed's config; with ``anneal_patience`` the schedule is ours (``_start_engine``), not a configured one."""
+    config = {
         "train_micro_batch_size_per_gpu": cfg.micro_batch,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.clip,
@@ -169,6 +182,9 @@ def ds_config(cfg: TrainConfig, total_steps: int) -> dict:
         "steps_per_print": 10 ** 9,
         "wall_clock_breakdown": False,
     }
+    if cfg.anneal_patience:
+        del config["scheduler"]
+    return config
 
 
 def _single_process_env() -> None:
@@ -223,12 +239,18 @@ def _start_engine(cfg: TrainConfig, model, total_steps: int):
         start = time.time()
         budget = (lambda: (time.time() - start) / cfg.time_budget_s) if cfg.time_budget_s else None
         return TorchEngine(model, groups, device, cfg.lr, warmup_of(cfg, total_steps), total_steps, cfg.clip,
-                           cfg.grad_accum, cfg.bf16, budget), 0, 1
+                           cfg.grad_accum, cfg.bf16, budget, plateau=cfg.anneal_patience > 0), 0, 1
     import deepspeed
     import torch.distributed as dist
 
     _skip_shm_comm_build()
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=ds_config(cfg, total_steps))
+    plateau = None
+    if cfg.anneal_patience:
+        from pretrain.engine import WarmupStableAnnealLR
+
+        plateau = lambda opt: WarmupStableAnnealLR(opt, cfg.lr, warmup_of(cfg, total_steps), total_steps)  # noqa: E731
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=ds_config(cfg, total_steps),
+                                           lr_scheduler=plateau)
     return engine, dist.get_rank(), dist.get_world_size()
 
 
@@ -334,7 +356,9 @@ def train(cfg: TrainConfig) -> dict:
     engine, rank, world = _start_engine(cfg, model, total_steps)
     device = engine.device
     ckpt = run.checkpoints
-    state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "stopped_early": None}
+    state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "stopped_early": None, "train_s": 0.0,
+             "stale": 0}
+    anneal_steps = max(1, round(cfg.anneal_epochs * micro_per_epoch / cfg.grad_accum))
     if (ckpt / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt))
         state.update((client or {}).get("idgenrec", {}))
@@ -394,15 +418,16 @@ def train(cfg: TrainConfig) -> dict:
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
                 if step % cfg.save_every == 0 and state["micro_step"] < micro_per_epoch:
                     save_checkpoint(f"step{step:08d}")
-                if cfg.time_budget_s and time.time() - t_start > cfg.time_budget_s:
-                    state["stopped_early"] = f"time budget of {cfg.time_budget_s:g} s"
-                elif cfg.max_steps and step >= cfg.max_steps:
-                    state["stopped_early"] = f"max_steps {cfg.max_steps}"
+                if cfg.anneal_patience:
+                    _anneal_at_the_end(engine, cfg, state, total_steps, anneal_steps, time.time() - t_start,
+                                       (state["train_s"] + time.time() - t0) / max(step, 1))
+                state["stopped_early"] = _stop_reason(cfg, engine, time.time() - t_start)
                 if state["stopped_early"]:
                     log.info("%s reached in epoch %d at micro-step %d: training ends here", state["stopped_early"],
                              epoch, state["micro_step"])
                     break
         bar.close()
+        state["train_s"] += time.time() - t0
         export = run.export(epoch)
         export_hf(engine, tok, export, rank, {"domains_seen": sorted(domains),
                                               "max_history": manifest.get("max_history", 20)})
@@ -422,9 +447,13 @@ def train(cfg: TrainConfig) -> dict:
                 if state["best"] is None or key > state["best"]["NDCG@10"]:
                     state["best"] = {"epoch": epoch, "NDCG@10": key}
                     _replace(export, run.best)
+                if cfg.anneal_patience:
+                    _plateau(cfg, state, epoch, engine.lr_scheduler)
             state["history"].append(record)
             log.info("epoch %d done: %s", epoch, json.dumps(record))
         state = _share_from_rank0(state)
+        if state.get("anneal_from") is not None:  # every rank: the plateau rank 0 found
+            _anneal_from(engine, state.pop("anneal_from"), epoch, ckpt, anneal_steps)
         save_checkpoint(f"epoch{epoch:03d}")
     last = state["history"][-1]["epoch"] if state["history"] else cfg.epochs - 1
     summary = {"epochs": cfg.epochs, "world_size": world, "zero_stage": cfg.zero_stage, "engine": cfg.engine,
@@ -436,6 +465,53 @@ def train(cfg: TrainConfig) -> dict:
         run.write_summary(summary)
     _barrier()
     return summary
+
+
+def _stop_reason(cfg: TrainConfig, engine, elapsed_s: float) -> str | None:
+    """Why training ends after this optimizer step (None: it goes on). A started anneal always runs to its end (it
+    was started to end with the budget; validations within it can make it overrun by their time)."""
+    annealed = engine.lr_scheduler.annealed() if cfg.anneal_patience else None
+    if annealed is not None and annealed >= 1.0:
+        return f"anneal of {engine.lr_scheduler.anneal[1]} steps done"
+    if cfg.time_budget_s and elapsed_s > cfg.time_budget_s and annealed is None:
+        return f"time budget of {cfg.time_budget_s:g} s"
+    if cfg.max_steps and engine.global_steps >= cfg.max_steps:
+        return f"max_steps {cfg.max_steps}"
+    return None
+
+
+def _anneal_at_the_end(engine, cfg: TrainConfig, state: dict, total_steps: int, anneal_steps: int,
+                       elapsed_s: float, step_s: float) -> None:
+    """Start the anneal when what is left of the run (optimizer steps, or the time budget at the measured seconds
+    per step) is one anneal long, so that it ends with the run."""
+    if engine.lr_scheduler.anneal is not None or state["stopped_early"]:
+        return
+    left_steps = total_steps - engine.global_steps
+    if cfg.time_budget_s:
+        left_steps = min(left_steps, (cfg.time_budget_s - elapsed_s) / max(step_s, 1e-9))
+    if left_steps <= anneal_steps:
+        engine.lr_scheduler.start_anneal(anneal_steps)
+        log.info("annealing over the last %d steps of the run (step %d)", anneal_steps, engine.global_steps)
+
+
+def _plateau(cfg: TrainConfig, state: dict, epoch: int, schedule) -> None:
+    """Rank 0, after a validated epoch: count the validations without a new best; at ``anneal_patience`` of them
+    ask every rank to anneal (``state["anneal_from"]``: the epoch whose weights it starts from)."""
+    if schedule.anneal is not None or state["stopped_early"]:
+        return
+    state["stale"] = 0 if state["best"]["epoch"] == epoch else state["stale"] + 1
+    if state["stale"] >= cfg.anneal_patience:
+        state["anneal_from"] = state["best"]["epoch"] if cfg.anneal_from_best else epoch
+        log.info("validation has not improved for %d epoch(s) (best: epoch %d)", state["stale"], state["best"]["epoch"])
+
+
+def _anneal_from(engine, start: int, epoch: int, ckpt: Path, anneal_steps: int) -> None:
+    """Start the anneal from epoch ``start``'s weights and optimizer state: a rewind to its checkpoint unless it is
+    ``epoch``, the one just trained."""
+    if start != epoch:
+        engine.load_checkpoint(str(ckpt), f"epoch{start:03d}")
+    engine.lr_scheduler.start_anneal(anneal_steps)
+    log.info("annealing over %d steps from epoch %d's weights", anneal_steps, start)
 
 
 def redraw_of(cfg: TrainConfig, epoch: int, templates: int) -> Redraw | None:

@@ -1,12 +1,12 @@
 """The quality recipe's levers on tiny data: grounding samples in the shards with the right targets, templates drawn
-again every epoch, a schedule that ends with the time budget, label smoothing, weight decay groups, dropout."""
+again every epoch, a schedule that ends with the time budget, one that anneals on a plateau, label smoothing, weight decay groups, dropout."""
 import pytest
 import torch
 
 from catalog.id_table import ITEM_TABLE, read_id_table
 from catalog.store import read_catalog
 from pretrain.data import Redraw, cropped_history, prompt
-from pretrain.engine import TorchEngine, warmup_decay_fraction
+from pretrain.engine import TorchEngine, warmup_decay_fraction, warmup_stable_anneal
 from pretrain.shards import ShardsConfig, rank_samples, read_manifest, write_shards
 from pretrain.train import param_groups, seq2seq_loss
 from recommender.prompts import TEMPLATES, grounding_prompt
@@ -129,6 +129,29 @@ def test_schedule_ends_when_the_time_budget_ends():
     assert engine.get_lr()[0] == 0.0  # the budget is over: the learning rate has reached 0
 
 
+def test_plateau_schedule_holds_the_rate_until_the_anneal_and_a_checkpoint_keeps_it(tmp_path):
+    assert warmup_stable_anneal(0.05, 1.0, 0.1, None) == pytest.approx(0.5)
+    assert warmup_stable_anneal(0.9, 1.0, 0.1, None) == 1.0  # no decay before the anneal starts
+    assert warmup_stable_anneal(0.9, 1.0, 0.1, 0.25) == pytest.approx(0.75)
+    assert warmup_stable_anneal(0.2, 1.0, 0.1, 1.0) == 0.0
+    model = tiny_t5()
+    engine = TorchEngine(model, param_groups(model, 0.01, False), torch.device("cpu"), lr=1e-3, warmup=2,
+                         total_steps=1000, clip=1.0, grad_accum=1, bf16=False, plateau=True)
+    schedule = engine.lr_scheduler
+    for _ in range(5):
+        engine.step()
+    assert engine.get_lr()[0] == 1e-3 and schedule.annealed() is None
+    engine.save_checkpoint(str(tmp_path), "held", {})
+    schedule.start_anneal(4)
+    engine.step(), engine.step()
+    assert schedule.annealed() == 0.5 and engine.get_lr()[0] == pytest.approx(5e-4)
+    engine.save_checkpoint(str(tmp_path), "annealing", {})
+    engine.load_checkpoint(str(tmp_path), "held")  # a rewind to an earlier epoch: the anneal had not started
+    assert engine.global_steps == 5 and schedule.anneal is None and engine.get_lr()[0] == 1e-3
+    engine.load_checkpoint(str(tmp_path))  # the latest: a resumed run goes on annealing
+    assert schedule.anneal == [5, 4] and engine.get_lr()[0] == pytest.approx(5e-4)
+
+
 def test_label_smoothing_weight_decay_groups_and_dropout():
     model = tiny_t5().train()
     inputs = {"input_ids": torch.tensor([[3, 4, 5, 1]]), "labels": torch.tensor([[6, 7, 1]])}
@@ -164,8 +187,8 @@ def test_a_checkpoint_trains_with_its_dropout_on(tiny_generator):
 
 def test_every_recipe_has_the_levers_that_won():
     """The CPU recipe (bench/quality.py), the Beauty run (configs/beauty.yaml, also the GPU run's recipe) and the
-    foundation run share the levers measured on validation: label smoothing 0.1, every dropout off and the repeat
-    bias chosen on validation."""
+    foundation run share the levers measured on validation: label smoothing 0.1, every dropout off, the repeat
+    bias chosen on validation and the plateau schedule (anneal after 2 stalled validations, over 1 epoch)."""
     from infra.config import load_config
     from pretrain.train import CPU_RECIPE, TrainConfig
     from tests.conftest import REPO
@@ -174,6 +197,7 @@ def test_every_recipe_has_the_levers_that_won():
         cfg = load_config(TrainConfig, path)
         assert (cfg.label_smoothing, cfg.dropout) == (0.1, 0.0), path
         assert cfg.eval_repeat_bias_grid == [0, 0.5, 1, 2, 4, 8], path
+        assert (cfg.anneal_patience, cfg.anneal_epochs) == (2, 1.0), path
     assert "configs\" / \"beauty.yaml\"" in (REPO / "bench" / "gpu_run.py").read_text()  # its recipe: no copy
 
 

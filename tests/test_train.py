@@ -160,6 +160,41 @@ def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer
     assert (tmp_path / "best" / "model.safetensors").exists()
 
 
+def _held_then_annealed(out, stderr: str, anneal_steps: int, epochs: int, steps_per_epoch: int) -> None:
+    """The plateau schedule's run: the rate held at lr until the anneal, then down to 0 in ``anneal_steps``, and
+    training ends there."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] == f"anneal of {anneal_steps} steps done"
+    lrs = [r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+    held, anneal = lrs[2:-anneal_steps], lrs[-anneal_steps:]
+    assert held and all(lr == pytest.approx(1e-3) for lr in held)  # no decay before the anneal
+    assert all(a > b for a, b in zip(anneal, anneal[1:])) and anneal[-1] == 0.0
+    if "validation has not improved" in stderr:  # a plateau came first: the anneal starts from the best epoch
+        assert len(lrs) < epochs * steps_per_epoch
+        assert f"annealing over {anneal_steps} steps from epoch {summary['best']['epoch']}'s weights" in stderr
+    else:  # no plateau: the anneal takes the run's last steps
+        assert len(lrs) == epochs * steps_per_epoch and f"annealing over the last {anneal_steps} steps" in stderr
+
+
+PLATEAU = ("--warmup-steps", "2", "--anneal-patience", "1", "--anneal-epochs", "0.5", "--anneal-from-best")
+
+
+def test_plateau_schedule_anneals_once_validation_stalls_and_ends_with_the_anneal(shards, sample_tokenizer_dir,
+                                                                               collide_catalog, word_ids, tmp_path):
+    run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "6", *PLATEAU,
+                        "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids))  # 30 steps an epoch
+    assert run.returncode == 0, run.stderr[-3000:]
+    _held_then_annealed(tmp_path, run.stderr, 15, 6, 30)
+
+
+def test_plateau_schedule_under_deepspeed_with_two_ranks(shards, sample_tokenizer_dir, collide_catalog, word_ids,
+                                                        tmp_path):
+    run = _launch(shards, sample_tokenizer_dir, tmp_path, "--zero-stage", "2", "--epochs", "4", *PLATEAU,
+                  "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids))  # 8 steps an epoch
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    _held_then_annealed(tmp_path, run.stdout + run.stderr, 4, 4, 8)
+
+
 def test_valid_from_skips_the_early_epochs_validation(shards, sample_tokenizer_dir, collide_catalog, word_ids,
                                                        tmp_path):
     run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "3", "--valid-from", "0.6",
