@@ -36,9 +36,10 @@ def demo_configs(args: argparse.Namespace) -> tuple[StandardConfig, TrainConfig]
         source_tokens=32, id_actors=2, samples_per_shard=1000, init_from_generator=True, procs=2,
         sasrec_epochs=args.sasrec_epochs)
     # The tiny model learns at lr 1e-2 (2 epochs at 3e-3 stayed below popularity; with 7 at 1e-2 validation peaks
-    # at the 6th); validating only the second half of the epochs keeps the demo under 10 minutes.
+    # at the 6th); validating only the second half of the epochs keeps the demo under 10 minutes. The recipes'
+    # plateau schedule (held lr, then a one-epoch anneal): validation NDCG@10 .0105 -> .0141 (README).
     recommender = TrainConfig(zero_stage=2, micro_batch=32, epochs=args.epochs, lr=args.lr, eval_beams=20,
-                              dropout=0.0, valid_from=0.5)
+                              dropout=0.0, valid_from=0.5, anneal_patience=2)
     return standard, recommender
 
 
