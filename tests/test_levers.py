@@ -1,5 +1,6 @@
 """The quality recipe's levers on tiny data: grounding samples in the shards with the right targets, templates drawn
-again every epoch, a schedule that ends with the time budget, one that anneals on a plateau, label smoothing, weight decay groups, dropout."""
+again every epoch, a schedule that ends with the time budget, one that anneals on a plateau, label smoothing, weight
+decay groups, dropout."""
 import pytest
 import torch
 
