@@ -79,6 +79,7 @@ class TrainConfig:
     history_crop: float = 0.0
     eval_length_penalty: float = 1.0
     eval_repeat_bias_grid: list[float] = field(default_factory=list)
+    select_with_repeats: bool = False
     valid_max_users: int = 0
     valid_from: float = 0.0
     anneal_patience: int = 0
@@ -129,6 +130,9 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "eval_repeat_bias_grid": "after training, the best epoch's validation tries repeat-aware ranking (the "
                                  "user's history items at the model's score + a bias; recommender/repeats.py) with "
                                  "each of these biases and off; test takes the winner (empty: off)",
+        "select_with_repeats": ("choose the repeat bias at every validated epoch too, so that epoch selection and "
+                                "the plateau follow the ranking test will use (NDCG@10 at the epoch's best bias); "
+                                "off: they follow the beams alone and only the best epoch's bias is chosen"),
         "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
         "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
                       "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
@@ -442,7 +446,7 @@ def train(cfg: TrainConfig) -> dict:
             elif not _validates(cfg, epoch, time.time() - t_start, state):
                 log.info("epoch %d: not validated (before valid_from %g of the run)", epoch, cfg.valid_from)
             else:
-                record["valid"] = _evaluate(export, cfg, "valid")
+                record["valid"] = _evaluate(export, cfg, "valid", **_selection_repeats(cfg))
                 key = record["valid"]["NDCG@10"]
                 if state["best"] is None or key > state["best"]["NDCG@10"]:
                     state["best"] = {"epoch": epoch, "NDCG@10": key}
@@ -461,7 +465,8 @@ def train(cfg: TrainConfig) -> dict:
                "stopped_early": state["stopped_early"]}
     if rank == 0:
         if cfg.valid_catalog is not None and run.best.exists():
-            summary |= final_test(cfg, run.best)
+            chosen = next((h.get("valid") for h in state["history"] if h["epoch"] == state["best"]["epoch"]), None)
+            summary |= final_test(cfg, run.best, chosen)
         run.write_summary(summary)
     _barrier()
     return summary
@@ -549,12 +554,20 @@ def _replace(src: Path, dst: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
-def final_test(cfg: TrainConfig, best: Path) -> dict:
+def _selection_repeats(cfg: TrainConfig) -> dict:
+    """What each epoch's validation passes to the evaluation: the repeat-bias grid with ``select_with_repeats``."""
+    return {"repeat_bias_grid": cfg.eval_repeat_bias_grid} if cfg.select_with_repeats and cfg.eval_repeat_bias_grid \
+        else {}
+
+
+def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
     """The summary's test of the selected model: first, with ``eval_repeat_bias_grid``, the repeat bias chosen on
-    validation (``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10)."""
+    validation (``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10); ``valid``: the
+    selected epoch's validation, reused when it chose the bias already (``select_with_repeats``)."""
     out, bias = {}, None
     if cfg.eval_repeat_bias_grid:
-        valid = _evaluate(best, cfg, "valid", repeat_bias_grid=cfg.eval_repeat_bias_grid)
+        if valid is None or "repeat_bias_ndcg10" not in valid:
+            valid = _evaluate(best, cfg, "valid", repeat_bias_grid=cfg.eval_repeat_bias_grid)
         bias = valid["repeat_bias"]
         out["repeat_bias"] = {"chosen": bias, "valid_ndcg10": valid["repeat_bias_ndcg10"], "valid": valid}
         log.info("repeat bias chosen on validation: %s (NDCG@10 of each: %s)", bias, valid["repeat_bias_ndcg10"])

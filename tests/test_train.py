@@ -99,11 +99,12 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
-def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path):
+@pytest.mark.parametrize("select", [False, True], ids=["bias-after-training", "select-with-repeats"])
+def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path, select):
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
                           "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2",
                           "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids),
-                          "--eval-repeat-bias-grid", "0", "3"],
+                          "--eval-repeat-bias-grid", "0", "3", *(["--select-with-repeats"] if select else [])],
                          capture_output=True, text=True, timeout=600, env=ONE_PROCESS_ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -112,6 +113,13 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
     repeats = summary["repeat_bias"]  # chosen on validation, then used on test
     assert set(repeats["valid_ndcg10"]) == {"off", "0.0", "3.0"} and repeats["chosen"] in (None, 0.0, 3.0)
     assert summary["test_at_best"].get("repeat_bias") == repeats["chosen"]
+    valid = next(h["valid"] for h in summary["history"] if h["epoch"] == summary["best"]["epoch"])
+    if select:  # each epoch chose its bias and is selected on NDCG@10 at that bias; the best epoch's choice is kept
+        assert all(h["valid"]["NDCG@10"] == pytest.approx(max(h["valid"]["repeat_bias_ndcg10"].values()))
+                   for h in summary["history"])
+        assert repeats["valid"] == valid
+    else:  # epochs are selected on the beams alone; the bias is chosen afterwards
+        assert "repeat_bias" not in valid and valid["NDCG@10"] == pytest.approx(repeats["valid_ndcg10"]["off"])
     meta = json.loads((tmp_path / "best" / "idgenrec.json").read_text())
     assert meta["max_history"] == json.loads((shards / "manifest.json").read_text())["max_history"]
 
