@@ -1,7 +1,7 @@
 """Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity, a
 first-order Markov chain (successors of the last item) and the user's recent items on real datasets, in one run, on
-the same users of the same split; CPU-sized (about 145 minutes from scratch on 2 cores by default, estimated from its
-parts: the generators' warm starts about 55, the recommenders at most 20 each).
+the same users of the same split; CPU-sized (about 150 minutes from scratch on 2 cores by default, the sum of the
+parts measured for the table of record: the generators' warm starts 11-22 minutes each, the recommenders 9-24).
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``
