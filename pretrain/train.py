@@ -556,8 +556,9 @@ def _replace(src: Path, dst: Path) -> None:
 
 def _selection_repeats(cfg: TrainConfig) -> dict:
     """What each epoch's validation passes to the evaluation: the repeat-bias grid with ``select_with_repeats``."""
-    return {"repeat_bias_grid": cfg.eval_repeat_bias_grid} if cfg.select_with_repeats and cfg.eval_repeat_bias_grid \
-        else {}
+    if cfg.select_with_repeats and cfg.eval_repeat_bias_grid:
+        return {"repeat_bias_grid": cfg.eval_repeat_bias_grid}
+    return {}
 
 
 def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
