@@ -42,6 +42,12 @@ def warmup_stable_anneal(done: float, lr: float, warmup: float, annealed: float 
     return lr if annealed is None else lr * max(0.0, 1.0 - annealed)
 
 
+def run_done(steps: int, total: int, budget=None) -> float:
+    """The fraction of a run done (0 to 1): the larger of its optimizer steps' and, with a ``budget`` clock, of its
+    time budget's, so that the schedule follows whichever runs out first."""
+    return min(max(budget() if budget else 0.0, steps / max(total, 1)), 1.0)
+
+
 class WarmupStableAnnealLR:
     """``warmup_stable_anneal`` as a scheduler stepped once per optimizer step, by ``TorchEngine`` or by DeepSpeed
     (as a client scheduler, saved in its checkpoints through ``state_dict``). ``warmup`` and ``total`` are optimizer
@@ -61,8 +67,8 @@ class WarmupStableAnnealLR:
         return None if self.anneal is None else (self.steps - self.anneal[0]) / self.anneal[1]
 
     def get_last_lr(self) -> list[float]:
-        done = max(self.budget() if self.budget else 0.0, self.steps / self.total)
-        return [warmup_stable_anneal(min(done, 1.0), self.lr, self.warmup / self.total, self.annealed())]
+        done = run_done(self.steps, self.total, self.budget)
+        return [warmup_stable_anneal(done, self.lr, self.warmup / self.total, self.annealed())]
 
     def step(self, **_) -> None:
         self.steps += 1
@@ -119,8 +125,8 @@ class TorchEngine:
         if self.lr_scheduler is not None:
             return self.lr_scheduler.get_last_lr()
         if self.budget is not None:
-            done = max(self.budget(), self.global_steps / max(self.total, 1))
-            return [warmup_decay_fraction(min(done, 1.0), self.lr, self.warmup / max(self.total, 1))]
+            done = run_done(self.global_steps, self.total, self.budget)
+            return [warmup_decay_fraction(done, self.lr, self.warmup / max(self.total, 1))]
         return [warmup_decay_lr(self.global_steps, self.lr, min(self.warmup, self.total), self.total)]
 
     def zero_optimization_stage(self) -> int:
