@@ -12,7 +12,7 @@ QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || 
 
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
-export RAY_AUTH_MODE := disabled
+export RAY_AUTH_MODE := token
 
 .PHONY: install demo test clean gpu-prep
 install: $(STAMP)

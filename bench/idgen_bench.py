@@ -35,7 +35,7 @@ def main() -> None:
     from ray.util import ActorPool
 
     from cluster.generator_actor import GeneratorActor
-    from cluster.idjob import start_ray
+    from cluster.ray_session import start_ray, stop_ray
     from idgen.algorithm1 import Algorithm1Config, State
     from idgen.proposer import Proposer
     from seq2seq.model import load_model_and_tokenizer
@@ -70,7 +70,7 @@ def main() -> None:
         results[f"actors_{n}_items_per_s"] = len(texts) / (time.perf_counter() - t)
         for a in actors:
             ray.kill(a)
-    ray.shutdown()
+    stop_ray()
 
     results["batched_vs_serial"] = results["batched_items_per_s"] / results["serial_items_per_s"]
     results["two_actors_vs_one"] = results["actors_2_items_per_s"] / results["actors_1_items_per_s"]

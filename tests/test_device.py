@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cluster.alternate import AlternateConfig
-from cluster.idjob import IDJobConfig, gpu_share
+from cluster.idjob import IDJobConfig
+from cluster.ray_session import gpu_share
 from cluster.zeroshot import ZeroShotConfig
 from eval.evaluate import EvalConfig
 from eval.sasrec import SASRecConfig

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from catalog.id_table import read_id_table
 from cluster.idjob import IDJobConfig, run_ids
+from cluster.ray_session import ensure_token
 from tests.crash import kill_when, pids_named
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,21 +111,34 @@ def test_id_space_too_small():
 
 def _ray(*args, **kw):
     ray_bin = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     return subprocess.run([ray_bin, *args], env=env, capture_output=True, text=True, **kw)
 
 
+def _status(url: str) -> int:
+    """The HTTP status of a GET without credentials (0: nothing answered)."""
+    try:
+        return urllib.request.urlopen(url, timeout=2).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
 def test_ray_job_submit_round_trip(reference_table, tiny_generator, collide_catalog, tmp_path):
+    """As the README says: a token (`ray get-auth-token --generate`), `ray start`, `ray job submit`, all in token
+    mode; the job API refuses a request without the token."""
+    assert _ray("get-auth-token", "--generate", timeout=60).returncode == 0
+    ensure_token()  # owner-only, as every job of ours leaves it
     started = _ray("start", "--head", "--num-cpus=2", "--dashboard-host=127.0.0.1", "--disable-usage-stats",
                    timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         for _ in range(60):  # the dashboard answers a moment after `ray start` returns
-            try:
-                urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=2)
+            if _status("http://127.0.0.1:8265/api/version"):
                 break
-            except OSError:
-                time.sleep(1)
+            time.sleep(1)
+        assert _status("http://127.0.0.1:8265/api/jobs/") == 401
         out = tmp_path / "submitted"
         job = _ray("job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir", str(REPO), "--",
                    sys.executable, "-m", "cluster.cli", "ids", "--catalog", str(collide_catalog), "--model",
