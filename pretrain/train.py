@@ -81,6 +81,7 @@ class TrainConfig:
     eval_repeat_bias_grid: list[float] = field(default_factory=list)
     select_with_repeats: bool = False
     valid_max_users: int = 0
+    test_max_users: int = 0
     valid_from: float = 0.0
     anneal_patience: int = 0
     anneal_epochs: float = 1.0
@@ -105,7 +106,15 @@ class TrainConfig:
             raise ValueError("anneal_patience must be >= 0 and anneal_epochs > 0")
 
 
-HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
+HELP = {"micro_batch": "samples per rank per forward/backward pass",
+        "warmup_steps": "optimizer steps of linear warmup (warmup_ratio, when > 0, sets it from the run's length)",
+        "clip": "gradient-norm clipping threshold", "epochs": "passes over the shards",
+        "log_every": "optimizer steps between metrics.jsonl records",
+        "max_target_tokens": "target (item ID) tokens kept",
+        "loader_workers": "data-loader worker processes per rank (0: in the training process)",
+        "eval_beams": "beam width of validation and test (>= 10)",
+        "collective_timeout_hours": "how long ranks wait in a collective (rank 0 validates while the others wait)",
+        "shards": "folder written by idgenrec shards", "out": "run folder (checkpoints, exports, metrics.jsonl)",
         "tokenizer": "tokenizer directory (when not starting from --init)",
         "init": "HuggingFace T5 directory to start from (e.g. a local t5-small)",
         "model_size": "size when starting fresh: tiny (the default), mini, small or a YAML path; with init it must "
@@ -133,7 +142,9 @@ HELP = {"shards": "folder written by idgenrec shards", "out": "run folder (check
         "select_with_repeats": ("choose the repeat bias at every validated epoch too, so that epoch selection and "
                                 "the plateau follow the ranking test will use (NDCG@10 at the epoch's best bias); "
                                 "off: they follow the beams alone and only the best epoch's bias is chosen"),
-        "valid_max_users": "select epochs on the first N validation users (0: all; test always uses all)",
+        "valid_max_users": "select epochs on the first N validation users (0: all)",
+        "test_max_users": "test the selected model on the first N test users only (0: all), for smoke runs; the "
+                          "summary records the test as partial",
         "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
                       "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
                       "validations that cost a fifth of an epoch each on CPU",
@@ -269,9 +280,47 @@ def _init_processes(cfg: TrainConfig) -> int:
     _single_process_env()
     # rank 0 evaluates on validation at epoch ends while the others wait in a collective: allow hours, not gloo's
     # default 30 minutes
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
-                               timeout=timedelta(hours=cfg.collective_timeout_hours))
+    backend, timeout = "nccl" if torch.cuda.is_available() else "gloo", timedelta(hours=cfg.collective_timeout_hours)
+    _skip_shm_comm_build()
+    _loopback_process_group(backend, timeout)
+    deepspeed.init_distributed(dist_backend=backend, timeout=timeout)  # takes the group made above, if any
     return dist.get_world_size()
+
+
+def _loopback_process_group(backend: str, timeout: timedelta) -> None:
+    """For a run on this machine (MASTER_ADDR on loopback), the process group with its rendezvous store and gloo's
+    sockets on 127.0.0.1 only: torch.distributed's store has no authentication and otherwise listens on every
+    interface, whatever the master address. A multi-machine run (another MASTER_ADDR) or torchrun's own store is
+    left as the launcher set it up."""
+    import torch.distributed as dist
+
+    launcher_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not _is_loopback(os.environ.get("MASTER_ADDR", "127.0.0.1")) or launcher_store or dist.is_initialized():
+        return
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    rank, world, port = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["MASTER_PORT"])
+    listener = None
+    if rank == 0:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+    store = dist.TCPStore("127.0.0.1", port, world, rank == 0, timeout=timeout,
+                          master_listen_fd=listener.fileno() if listener else None)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
+    _STORE_SOCKET.append(listener)  # the store serves from this socket for the whole run
+
+
+_STORE_SOCKET: list = []
+
+
+def _is_loopback(addr: str) -> bool:
+    import ipaddress
+
+    try:
+        return addr == "localhost" or ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
 
 
 def initial_model(cfg: TrainConfig):
@@ -323,6 +372,21 @@ def check_lineage(cfg: TrainConfig) -> None:
                          "IDs it never learned")
 
 
+def check_resume_inputs(cfg: TrainConfig, ckpt: Path, rank: int) -> None:
+    """Checkpoints resume only a run of the same shards and starting model (content fingerprints, not paths):
+    a rebuilt shard folder or a retrained init in place stops here with the inputs named."""
+    from infra.fingerprint import changed_inputs, content_digest, write_stamp
+
+    inputs = {"shards": content_digest(cfg.shards), "init": content_digest(cfg.init or cfg.tokenizer)}
+    if (ckpt / "latest").exists():
+        changed = changed_inputs(ckpt, inputs)
+        if changed:
+            raise ValueError(f"{ckpt}: checkpoints of a run with other inputs (changed: {', '.join(changed)}); "
+                             "use another --out, or remove it to start over")
+    elif rank == 0:
+        write_stamp(ckpt, inputs)
+
+
 def _share_from_rank0(obj):
     import torch.distributed as dist
 
@@ -363,6 +427,7 @@ def train(cfg: TrainConfig) -> dict:
     state = {"epoch": 0, "micro_step": 0, "best": None, "history": [], "stopped_early": None, "train_s": 0.0,
              "stale": 0}
     anneal_steps = max(1, round(cfg.anneal_epochs * micro_per_epoch / cfg.grad_accum))
+    check_resume_inputs(cfg, ckpt, rank)
     if (ckpt / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt))
         state.update((client or {}).get("idgenrec", {}))
@@ -585,10 +650,11 @@ def _evaluate(model_dir: Path, cfg: TrainConfig, split: str, **repeats) -> dict:
     m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
                             split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
                             length_penalty=cfg.eval_length_penalty,
-                            max_users=cfg.valid_max_users if split == "valid" else 0,
+                            max_users=cfg.valid_max_users if split == "valid" else cfg.test_max_users,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", 20),
                             device="auto", **repeats))
-    keep = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "coverage@10", "repeat_bias", "repeat_bias_ndcg10")
+    keep = ("users", "partial", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "coverage@10", "repeat_bias",
+            "repeat_bias_ndcg10")
     return {k: m[k] for k in keep if k in m}
 
 
