@@ -28,6 +28,7 @@ from eval.evaluate import EvalConfig, evaluate
 from eval.runs import TrainingRun, read_eval
 from infra.atomic import write_json
 from infra.config import load_config
+from infra.fingerprint import content_digest, read_stamp, set_aside, settings_digest, step_done, write_stamp
 from pretrain.id_phase import train_generator
 from pretrain.launch import launch_train
 from pretrain.shards import ShardsConfig, write_shards
@@ -64,7 +65,11 @@ class AlternateConfig:
             raise ValueError("rounds must be >= 1")
 
 
-HELP = {"catalog": "catalog directory", "generator": "warm-started ID generator directory (model + tokenizer)",
+HELP = {"rounds": "alternate rounds (each: a generator phase, new IDs, a recommender phase)",
+        "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",
+        "generator_steps": "ID-generator optimizer steps per round (through the frozen recommender)",
+        "generator_batch_size": "training samples per generator step",
+        "catalog": "catalog directory", "generator": "warm-started ID generator directory (model + tokenizer)",
         "out": "run folder", "train_config": "YAML of the recommender phase (pretrain.train fields)",
         "mode": f"one of {MODES}: alternate, the paper's Rec-only, or its ID-only (recommender never trained)",
         "procs": "deepspeed processes for the recommender phase",
@@ -79,7 +84,13 @@ def _train_config(cfg: AlternateConfig) -> TrainConfig:
 def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> dict:
     """The recommender phase (skipped when its summary exists); its summary (best epoch on valid, test there)."""
     run = TrainingRun(out)
-    if not run.done():
+    inputs = {"shards": content_digest(shards), "ids": content_digest(ids, skip=["work"]),
+              "catalog": content_digest(cfg.catalog), "init": content_digest(init),
+              "settings": settings_digest([cfg.train_config and content_digest(cfg.train_config), cfg.procs])}
+    if not step_done("recommender", out, inputs, run.done()):
+        if read_stamp(out) != inputs:
+            set_aside(out)  # checkpoints of other inputs are never resumed
+        write_stamp(out, inputs)
         args = ["--shards", shards, "--out", out, "--valid-catalog", cfg.catalog, "--valid-ids", ids]
         if cfg.train_config:
             args += ["--config", cfg.train_config]
@@ -109,12 +120,17 @@ def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
     """Validation and test metrics of a recommender with a set of IDs (cached in ``out``); the repeat bias is
     chosen on validation (the train config's ``eval_repeat_bias_grid``) and used on test, as the trainer does."""
     result, repeats = {}, {"repeat_bias_grid": _train_config(cfg).eval_repeat_bias_grid}
+    inputs = {"model": content_digest(model), "ids": content_digest(ids, skip=["work"]),
+              "catalog": content_digest(cfg.catalog), "settings": settings_digest([cfg.user_ids, repeats])}
+    fresh = not step_done("scores", out, inputs, all(read_eval(out, s) is not None for s in ("valid", "test")))
     for split in ("valid", "test"):
-        m = read_eval(out, split) or evaluate(EvalConfig(
+        m = (None if fresh else read_eval(out, split)) or evaluate(EvalConfig(
             model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
             device=cfg.device, **repeats))
         result[split] = {k: m[k] for k in METRICS}
         repeats = {"repeat_bias": m.get("repeat_bias")}
+    if fresh:
+        write_stamp(out, inputs)
     return result
 
 
@@ -134,24 +150,39 @@ def run_alternate(cfg: AlternateConfig) -> dict:
         rdir = out / f"round{r}"
         record: dict = {"round": r}
         if r > 0 and cfg.mode != "recommender_only":
-            if not (rdir / "generator" / "config.json").exists():
+            inputs = {"generator": content_digest(gen), "recommender": content_digest(frozen or rec),
+                      "ids": content_digest(out / f"round{r - 1}" / "ids", skip=["work"]),
+                      "catalog": content_digest(cfg.catalog),
+                      "settings": settings_digest([cfg.generator_steps, cfg.generator_lr, cfg.generator_batch_size,
+                                                   cfg.seed + r])}
+            if not step_done(f"round {r} generator", rdir / "generator", inputs,
+                             (rdir / "generator" / "config.json").exists()):
+                set_aside(rdir / "generator")
                 record["generator_phase"] = train_generator(
                     gen, frozen or rec, cfg.catalog, out / f"round{r - 1}" / "ids", rdir / "generator",
                     cfg.generator_steps, cfg.generator_lr, cfg.generator_batch_size, seed=cfg.seed + r,
                     device=cfg.device)
+                write_stamp(rdir / "generator", inputs)
             gen = rdir / "generator"
         ids_dir = rdir / "ids" if (r == 0 or cfg.mode != "recommender_only") else out / "round0" / "ids"
-        if not (ids_dir / ITEM_TABLE).exists():
-            run_ids(IDJobConfig(catalog=cfg.catalog, out=ids_dir, model=gen, actors=cfg.actors,
-                                user_ids=cfg.user_ids, groups=cfg.groups, device=cfg.device))
+        id_cfg = IDJobConfig(catalog=cfg.catalog, out=ids_dir, model=gen, actors=cfg.actors, user_ids=cfg.user_ids,
+                             groups=cfg.groups, device=cfg.device)
+        inputs = {"catalog": content_digest(cfg.catalog), "model": content_digest(gen),
+                  "settings": id_cfg.result_hash()}
+        if not step_done(f"round {r} IDs", ids_dir, inputs, (ids_dir / ITEM_TABLE).exists()):
+            run_ids(id_cfg)
+            write_stamp(ids_dir, inputs)
         if frozen is not None:
             rec = frozen
             record |= _scores(cfg, rec, ids_dir, rdir / "eval")
         else:
             shards = rdir / "shards"
-            if not (shards / "manifest.json").exists():
+            inputs = {"catalog": content_digest(cfg.catalog), "ids": content_digest(ids_dir, skip=["work"]),
+                      "settings": settings_digest([cfg.user_ids, cfg.samples_per_shard, cfg.seed + r])}
+            if not step_done(f"round {r} shards", shards, inputs, (shards / "manifest.json").exists()):
                 write_shards(ShardsConfig(catalog=[cfg.catalog], ids=[ids_dir], out=shards, user_ids=cfg.user_ids,
                                           samples_per_shard=cfg.samples_per_shard, seed=cfg.seed + r))
+                write_stamp(shards, inputs)
             summary = _train_recommender(cfg, shards, ids_dir, rec, rdir / "recommender")
             rec = TrainingRun(rdir / "recommender").best
             best = summary["best"]["epoch"]

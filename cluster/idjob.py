@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,11 +28,13 @@ from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from idgen.algorithm1 import (Algorithm1Config, Assignment, State, advance, claim_round, escalation_fractions,
                               last_chance, normalize_id, penalty, window)
+from cluster.ray_session import gpu_share, start_ray, stop_ray
 from idgen.userids import user_id_sources
 from infra.atomic import atomic_path, write_json
 from infra.config import config_to_dict
 from infra.device import peak_rss_mb, resolve_device
 from infra.errors import DataError
+from infra.fingerprint import changed_inputs, content_digest, read_stamp, write_stamp
 from infra.progress import progress
 
 log = logging.getLogger("idgenrec.ids")
@@ -69,6 +72,9 @@ class IDJobConfig(Algorithm1Config):
 
 
 HELP = {
+    "beams_per_group": "beams in each diverse group (the paper: 1)",
+    "lambda_start": "the diversity penalty of the first attempt (the paper: 1)",
+    "lambda_step": "how much the penalty rises each time every candidate of an item was taken",
     "catalog": "catalog directory (from idgenrec prepare)",
     "out": "output directory: item_ids.parquet, user_ids.parquet, summary.json, work/ (resume state)",
     "model": "ID generator directory (model + tokenizer, e.g. from idgenrec idgen-warmstart)",
@@ -273,33 +279,6 @@ def escalation(assignments: list[Assignment]) -> Escalation:
                       window_lo=[a.window[0] for a in assignments], window_hi=[a.window[1] for a in assignments])
 
 
-def start_ray(address: str | None, actors: int) -> bool:
-    """Connect to a cluster (``address``, or RAY_ADDRESS under ``ray job submit``) or start a local instance.
-
-    Returns whether this call started Ray (then the job shuts it down at the end)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
-    return True
-
-
-def gpu_share(device: str, cluster_gpus: float, workers: int, per_worker: float | None = None) -> tuple[float, str]:
-    """(GPUs each of ``workers`` requests, the device they run on): with ``auto``, a share of the cluster's GPUs
-    when it has any (at most one each, so that all workers fit at once), else the CPU."""
-    if device == "cpu" or (device == "auto" and cluster_gpus <= 0):
-        return 0.0, "cpu"
-    if cluster_gpus <= 0:
-        raise ValueError(f"device {device!r} asked for, but the Ray cluster has no GPU")
-    share = per_worker if per_worker is not None else min(1.0, cluster_gpus / max(workers, 1))
-    return share, "cuda"
-
-
 def run_ids(cfg: IDJobConfig) -> dict:
     if cfg.catalog is None or cfg.out is None or cfg.model is None:
         raise ValueError("ids needs catalog, out and model")
@@ -309,13 +288,28 @@ def run_ids(cfg: IDJobConfig) -> dict:
     tok = load_tokenizer(cfg.model)  # the generator's own: its fingerprint goes with the table
     check_id_space(len(cat.item_ids), len(tok), len(tok.all_special_ids), cfg.algorithm1())
     out, work = Path(cfg.out), Path(cfg.out) / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    marker = work / "config_hash.txt"
-    if marker.exists() and marker.read_text() != cfg.result_hash():
-        raise ValueError(f"{out}: holds work of a job with another configuration; use another --out or remove it")
-    marker.write_text(cfg.result_hash())
+    resume_or_restart(work, {"settings": cfg.result_hash(), "catalog": content_digest(cfg.catalog),
+                             "model": content_digest(cfg.model)})
     with id_workers(cfg) as workers:
         return _generate(cfg, cat, tok, out, work, t_start, workers)
+
+
+def resume_or_restart(work: Path, inputs: dict[str, str]) -> None:
+    """Resume the saved rounds in ``work`` only when they were made from inputs of the same content. Other settings
+    are an error (use another --out); a changed catalog or generator (e.g. retrained in place) starts over."""
+    stamp = read_stamp(work)
+    if stamp is None and work.is_dir() and any(work.iterdir()):
+        log.warning("%s: resume state without a record of its inputs: starting over", work)
+        shutil.rmtree(work)
+    elif stamp is not None and stamp.get("settings") != inputs["settings"]:
+        raise ValueError(f"{work.parent}: holds work of a job with another configuration; use another --out or "
+                         "remove it")
+    elif stamp is not None and stamp != inputs:
+        log.warning("%s: made from other inputs (changed: %s): starting over", work,
+                    ", ".join(changed_inputs(work, inputs)))
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_stamp(work, inputs)
 
 
 @contextlib.contextmanager
@@ -325,14 +319,12 @@ def id_workers(cfg: IDJobConfig) -> Iterator[LocalWorkers | RayWorkers]:
     if cfg.actors == 0:
         yield LocalWorkers(cfg)
         return
-    import ray
-
     started = start_ray(cfg.address, cfg.actors)
     try:
         yield RayWorkers(cfg)
     finally:
         if started:
-            ray.shutdown()
+            stop_ray()
 
 
 def _generate(cfg: IDJobConfig, cat, tok, out: Path, work: Path, t_start: float, workers) -> dict:

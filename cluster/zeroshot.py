@@ -13,10 +13,12 @@ from pathlib import Path
 
 from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
-from cluster.idjob import IDJobConfig, gpu_share, run_ids, start_ray
+from cluster.idjob import IDJobConfig, run_ids
+from cluster.ray_session import gpu_share, start_ray, stop_ray
 from eval.evaluate import EvalConfig, evaluate
 from eval.runs import read_eval, write_eval
 from infra.atomic import write_json
+from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
 
 log = logging.getLogger("idgenrec.zeroshot")
 
@@ -43,23 +45,32 @@ HELP = {"generator": "trained ID generator directory", "recommender": "trained r
 
 
 def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None = None) -> dict:
-    """One held-out dataset, each step cached."""
+    """One held-out dataset, each step cached and keyed on the content of its inputs (a generator or recommender
+    retrained in place redoes the IDs or the evaluation)."""
     name = Path(data).resolve().name
     d = Path(cfg.out) / name
-    done = read_eval(d, "test")
-    if done is not None and done.get("zero_shot"):
-        log.info("%s: done already", name)
-        return done
-    if not (d / "catalog" / "stats.json").exists():
+    inputs = {"data": content_digest(data)}
+    if not step_done(f"{name}: prepare", d / "catalog", inputs, (d / "catalog" / "stats.json").exists()):
         prepare(PrepareConfig(data=Path(data), out=d / "catalog", domain=name))
-    if not (d / "ids" / "item_ids.parquet").exists():
-        run_ids(IDJobConfig(catalog=d / "catalog", out=d / "ids", model=cfg.generator, actors=cfg.actors,
-                            groups=cfg.groups, device=cfg.device, gpus_per_actor=gpus_per_actor))
+        write_stamp(d / "catalog", inputs)
+    id_cfg = IDJobConfig(catalog=d / "catalog", out=d / "ids", model=cfg.generator, actors=cfg.actors,
+                         groups=cfg.groups, device=cfg.device, gpus_per_actor=gpus_per_actor)
+    inputs = {"catalog": content_digest(d / "catalog"), "model": content_digest(cfg.generator),
+              "settings": id_cfg.result_hash()}
+    if not step_done(f"{name}: item IDs", d / "ids", inputs, (d / "ids" / "item_ids.parquet").exists()):
+        run_ids(id_cfg)
+        write_stamp(d / "ids", inputs)
+    inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
+               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users])}
+    done = read_eval(d, "test")
+    if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
+        return done
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
                                   beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
                                   device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
     write_eval(d, "test", metrics)
+    write_stamp(d, inputs)
     return metrics
 
 
@@ -81,7 +92,7 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
         results = ray.get([task.remote(cfg, d, share or None) for d in cfg.data])
     finally:
         if started:
-            ray.shutdown()
+            stop_ray()
     summary = {Path(d).resolve().name: {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}
                | {"popularity": m.get("popularity")} for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / "zeroshot.json", summary)

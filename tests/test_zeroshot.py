@@ -49,3 +49,36 @@ def test_a_dataset_the_generator_has_seen_is_not_zero_shot(tiny_generator, colli
                          out=tmp_path / "zs")
     with pytest.raises(ValueError, match="zeroshot: the generator .* includes held-out dataset data"):
         run_zeroshot(cfg)
+
+
+def test_models_retrained_in_place_redo_their_steps(tiny_generator, tmp_path):
+    """The same command after the recommender, then the generator, was replaced in its folder: the evaluation, then
+    the IDs and the evaluation, run again; nothing is reused because of its path."""
+    import shutil
+    from dataclasses import replace
+
+    import torch
+
+    tok = load_tokenizer(tiny_generator)
+    save_model(build_model(model_config("tiny"), tok), tok, tmp_path / "rec")
+    shutil.copytree(tiny_generator, tmp_path / "gen")
+    games = _domain(tmp_path, "Games", "chess dice cards puzzle maze quiz trivia bingo dominoes".split(), 12)
+    cfg = ZeroShotConfig(generator=tmp_path / "gen", recommender=tmp_path / "rec", data=[games], out=tmp_path / "zs",
+                         groups=4, beams=10, device="cpu", actors=1)
+    run_zeroshot(cfg)
+    d = tmp_path / "zs" / "Games"
+    metrics_at, ids_at = ((d / "metrics_test.json").stat().st_mtime_ns,
+                          (d / "ids" / "item_ids.parquet").stat().st_mtime_ns)
+    torch.manual_seed(1)
+    model = build_model(model_config("tiny"), tok)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    save_model(model, tok, tmp_path / "rec")  # another recommender, same folder
+    run_zeroshot(cfg)
+    assert (d / "metrics_test.json").stat().st_mtime_ns != metrics_at
+    assert (d / "ids" / "item_ids.parquet").stat().st_mtime_ns == ids_at  # the generator did not change
+    shutil.rmtree(tmp_path / "gen")
+    save_model(model, tok, tmp_path / "gen")  # another generator, same folder
+    run_zeroshot(replace(cfg))
+    assert (d / "ids" / "item_ids.parquet").stat().st_mtime_ns != ids_at

@@ -1,0 +1,130 @@
+"""Resumable steps are keyed on the content of their inputs, never on their paths: a generator or recommender
+retrained in place makes every step that used it redo its work (or refuse), and nothing stale comes back."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from catalog.id_table import ITEM_TABLE, read_id_table
+from catalog.sample import SAMPLE_DIR
+from cluster.add_items import AddItemsConfig, run_add_items
+from cluster.idjob import IDJobConfig, run_ids
+from cluster.recommend import RecommendConfig, plan_hash
+from cluster.standard import StandardConfig, run_standard
+from idgen.warmstart import WarmStartConfig, warmstart
+from infra.fingerprint import changed_inputs, content_digest, step_done, write_stamp
+from pretrain.shards import ShardsConfig, write_shards
+from pretrain.train import TrainConfig, train
+from tests.conftest import write_shared
+
+
+@pytest.fixture(scope="module")
+def other_generator(collide_catalog, sample_tokenizer_dir, tmp_path_factory) -> Path:
+    """A second generator for the same catalog and tokenizer (another seed): other IDs."""
+    out = tmp_path_factory.mktemp("gen2") / "generator"
+    warmstart(WarmStartConfig(catalog=[collide_catalog], tokenizer=sample_tokenizer_dir, out=out, model_size="tiny",
+                              steps=300, batch_size=16, lr=1e-2, seed=1))
+    return out
+
+
+def _replace_in_place(folder: Path, new: Path) -> None:
+    """What retraining into the same folder does: other files at the same path."""
+    shutil.rmtree(folder)
+    shutil.copytree(new, folder)
+
+
+def _ids(catalog, model, out):
+    return IDJobConfig(catalog=catalog, out=out, model=model, actors=0, shard_size=8, batch_size=8, groups=4)
+
+
+def test_fingerprints_follow_content_not_paths(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "w.bin").write_bytes(b"one")
+    (tmp_path / "a" / ".inputs.json").write_text("{}")  # stamps are not content
+    first = content_digest(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    assert content_digest(tmp_path / "moved") == first
+    (tmp_path / "a" / "w.bin").write_bytes(b"two")
+    assert content_digest(tmp_path / "a") != first
+    write_stamp(tmp_path / "out", {"model": first})
+    assert step_done("x", tmp_path / "out", {"model": first}, complete=True)
+    assert not step_done("x", tmp_path / "out", {"model": content_digest(tmp_path / "a")}, complete=True)
+    assert changed_inputs(tmp_path / "out", {"model": "other", "data": "d"}) == ["data", "model"]
+
+
+def test_ids_redone_when_the_generator_is_retrained_in_place(tiny_generator, other_generator, collide_catalog,
+                                                            tmp_path):
+    gen = tmp_path / "generator"
+    shutil.copytree(tiny_generator, gen)
+    run_ids(_ids(collide_catalog, gen, tmp_path / "ids"))
+    before = read_id_table(tmp_path / "ids" / ITEM_TABLE)
+    _replace_in_place(gen, other_generator)
+    run_ids(_ids(collide_catalog, gen, tmp_path / "ids"))  # the same command again
+    run_ids(_ids(collide_catalog, other_generator, tmp_path / "fresh"))
+    after = read_id_table(tmp_path / "ids" / ITEM_TABLE)
+    assert after == read_id_table(tmp_path / "fresh" / ITEM_TABLE)
+    assert after["id"] != before["id"]
+
+
+def test_add_items_and_recommend_chunks_are_keyed_on_the_model(tiny_generator, other_generator, collide_catalog,
+                                                               tmp_path):
+    gen = tmp_path / "generator"
+    shutil.copytree(tiny_generator, gen)
+    run_ids(_ids(collide_catalog, gen, tmp_path / "ids"))
+    kept = tmp_path / "kept"
+    shutil.copytree(tmp_path / "ids", kept)
+    new = write_shared(tmp_path / "new", {}, [{"item_id": "n1", "title": "red fire truck", "categories": ["Toys"]}])
+    cfg = AddItemsConfig(ids=tmp_path / "ids", items=new / "items.jsonl.gz", model=gen)
+    run_add_items(cfg)
+    work_before = {p.name for p in (tmp_path / "ids" / "work").glob("add_*")}
+    _replace_in_place(tmp_path / "ids", kept)  # the table as it was, the same new item, another generator in place
+    _replace_in_place(gen, other_generator)
+    run_add_items(cfg)
+    work_after = {p.name for p in (tmp_path / "ids" / "work").glob("add_*")}
+    assert work_before and work_after and not work_before & work_after  # the old work was not resumed
+
+    rec = RecommendConfig(model=gen, ids=tmp_path / "ids", out=tmp_path / "r.jsonl", actors=2)
+    histories = [("u", ["i00a"])]
+    first = plan_hash(rec, histories)
+    _replace_in_place(gen, tiny_generator)
+    assert plan_hash(rec, histories) != first  # kept chunks of the other model are not reused
+    assert plan_hash(replace(rec, out=tmp_path / "elsewhere.jsonl"), histories) == plan_hash(rec, histories)
+
+
+def test_training_refuses_checkpoints_of_other_inputs(tiny_generator, other_generator, collide_catalog, word_ids,
+                                                     tmp_path):
+    shards = tmp_path / "shards"
+    write_shards(ShardsConfig(catalog=[collide_catalog], ids=[word_ids], out=shards, samples_per_shard=7))
+    init = tmp_path / "init"
+    shutil.copytree(tiny_generator, init)
+    cfg = TrainConfig(shards=shards, out=tmp_path / "run", init=init, engine="torch", zero_stage=0, micro_batch=8,
+                      max_steps=2, save_every=1)
+    train(cfg)
+    _replace_in_place(init, other_generator)
+    with pytest.raises(ValueError, match="checkpoints of a run with other inputs .*init"):
+        train(replace(cfg, max_steps=4))
+
+
+def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
+    """A tiny `idgenrec standard` run; then again with a generator trained longer into the same folder: the IDs, the
+    shards and the recommender run again (the old models kept aside), the steps before it are skipped."""
+    std = StandardConfig(data=SAMPLE_DIR / "Toys", out=tmp_path / "std", users=60, vocab_size=600,
+                         generator_size="tiny", warmstart_steps=300, warmstart_min_epochs=0, warmstart_batch=16,
+                         warmstart_lr=1e-2, id_actors=0, sasrec=False, device="cpu")
+    rec = TrainConfig(model_size="tiny", engine="torch", zero_stage=0, micro_batch=16, epochs=1, save_every=10 ** 6,
+                      valid_max_users=20, test_max_users=20, eval_beams=10, eval_batch_size=32)
+    first = run_standard(std, rec)
+    assert first["ours"]["test"]["users"] == 20 and first["ours"]["test"]["partial"]
+    ids_before = read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)
+    catalog_stamp = (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes()
+    run_standard(replace(std, warmstart_steps=400))  # the generator trained longer, into the same run folder
+    assert (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes() == catalog_stamp  # steps before: skipped
+    assert (tmp_path / "std" / "generator.stale-1" / "warmstart.json").exists()  # the old generator kept aside
+    assert read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)["id"] != ids_before["id"]
+    assert (tmp_path / "std" / "recommender.stale-1" / "summary.json").exists()
+    assert (tmp_path / "std" / "recommender" / "summary.json").exists()
+    manifest = (tmp_path / "std" / "shards" / ".inputs.json").read_text()
+    assert content_digest(tmp_path / "std" / "ids", skip=["work"]) in manifest
