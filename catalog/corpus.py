@@ -34,7 +34,9 @@ class CorpusConfig:
             raise ValueError("max_users_per_domain must be >= 1")
 
 
-HELP = {"data": "pretraining dataset folders", "out": "catalog directory to write",
+HELP = {"max_shared_item_fraction": "largest share of a held-out dataset's item ids that may also be in the "
+                                    "pretraining datasets (cross-listed products); more is refused as a leak",
+        "data": "pretraining dataset folders", "out": "catalog directory to write",
         "heldout": "datasets kept for zero-shot evaluation (checked, not merged)",
         "max_users_per_domain": "user cap per domain (paper: 30,000)"}
 

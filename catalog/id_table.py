@@ -41,6 +41,7 @@ class Escalation:
 def write_id_table(path: Path | str, keys: dict[str, list], ids: Sequence[str], tokenizer,
                    escalation: Escalation | None = None) -> None:
     """Write an ID table atomically; ``keys`` are the key columns (``item_id``, or ``user_id`` + ``position``)."""
+    check_not_blank(next(iter(keys.values())), ids, path)
     token_ids = tokenizer(list(ids), add_special_tokens=False)["input_ids"] if ids else []
     if "item_id" in keys:
         check_distinct_tokens(keys["item_id"], ids, token_ids, path)
@@ -51,6 +52,18 @@ def write_id_table(path: Path | str, keys: dict[str, list], ids: Sequence[str], 
     table = pa.table(columns).replace_schema_metadata({FINGERPRINT_KEY: tokenizer_fingerprint(tokenizer).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u2581"))
+
+
+def check_not_blank(keys: Sequence, ids: Sequence[str], path: Path | str) -> None:
+    """Every ID must hold a visible word: a blank one (what a generator trained too briefly writes) names nothing
+    and could only be told apart from another by its whitespace."""
+    blank = [k for k, text in zip(keys, ids) if text is None or not text.translate(_INVISIBLE).strip()]
+    if blank:
+        raise DataError(path, None, f"{len(blank)} ID(s) are empty or only whitespace, e.g. for {blank[:5]}: the "
+                        "generator has not learned to write IDs (train its warm start longer); no table written")
 
 
 def check_distinct_tokens(items: Sequence[str], ids: Sequence[str], token_ids: Sequence[Sequence[int]],

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from infra.errors import DataError, Problems
+from infra.errors import DataError, Problems, require_file
 
 
 def open_binary(path: Path):
-    if not path.is_file():
-        raise DataError(path, None, "file not found")
+    require_file(path)
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
@@ -37,10 +36,13 @@ def iter_lines(path: Path, problems: Problems) -> Iterator[tuple[int, str]]:
 
 
 def parse_record(line: str) -> Any:
-    """A JSON object, or a Python dict literal (Amazon 2014 metadata), parsed safely (never ``eval``)."""
+    """A JSON object, or a Python dict literal (Amazon 2014 metadata: ``{'asin': ...}``), parsed safely (never
+    ``eval``). Any other line that is not JSON raises the JSON error, which says what is wrong where."""
     try:
         return json.loads(line)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if not line.lstrip().startswith("{'"):
+            raise ValueError(f"not valid JSON: {e}") from e
         return ast.literal_eval(line)
 
 
@@ -50,7 +52,8 @@ def iter_records(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
         try:
             record = parse_record(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
-            problems.report("malformed_line", path, number, f"malformed record: {type(e).__name__}: {e}"[:300])
+            detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            problems.report("malformed_line", path, number, f"malformed record: {detail}"[:300])
             continue
         if not isinstance(record, dict):
             problems.report("malformed_line", path, number, f"expected an object, got {type(record).__name__}")

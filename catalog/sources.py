@@ -25,16 +25,27 @@ class RawDataset:
     user_lines: list[int] = field(default_factory=list)
 
 
-def read_items(path: Path, problems: Problems, id_field: str = "item_id") -> dict[str, dict[str, Any]]:
-    """Item records keyed by id; a missing id or duplicate id is a problem (the first one is kept)."""
+def read_items(path: Path, problems: Problems, id_field: str = "item_id", strict_ids: bool = False,
+               lines: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Item records keyed by id; a missing or duplicate id, or one with white space inside (a history line could never
+    name it), is a problem (the first one is kept). ``strict_ids``: an id must be a JSON string (a number is a problem,
+    not silently turned into text). ``lines``, when given, is filled with each item's line number."""
     items: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
+    first_line: dict[str, int] = {} if lines is None else lines
     for number, record in iter_records(path, problems):
         item_id = record.get(id_field)
         if item_id is None or str(item_id).strip() == "":
             problems.report("missing_item_id", path, number, f"record has no '{id_field}'")
             continue
+        if strict_ids and not isinstance(item_id, str):
+            problems.report("bad_item_id", path, number, f"'{id_field}' is {item_id!r}, not a string: write it in "
+                            "quotes as it appears in histories")
+            continue
         item_id = str(item_id).strip()
+        if len(item_id.split()) > 1:
+            problems.report("bad_item_id", path, number, f"item id {item_id!r} holds white space: a history line "
+                            "(user item item ...) could never name it")
+            continue
         if item_id in items:
             problems.report("duplicate_item", path, number,
                             f"duplicate item id {item_id!r} (first on line {first_line[item_id]})")

@@ -11,7 +11,6 @@ second run on the same file changes nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -27,7 +26,8 @@ from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
 from cluster.idjob import IDJobConfig, escalation, id_workers, run_kind
 from infra.atomic import atomic_path, write_json
 from infra.config import load_config
-from infra.errors import DataError, Problems
+from infra.errors import DataError, Problems, require_file
+from infra.fingerprint import content_digest, settings_digest
 
 log = logging.getLogger("idgenrec.add_items")
 EXISTING = ("skip", "error")
@@ -87,9 +87,8 @@ def render_config(catalog: Path | None) -> PrepareConfig:
 def new_item_texts(cfg: AddItemsConfig, known: set[str], pcfg: PrepareConfig, problems: Problems
                    ) -> tuple[dict[str, dict], list[str], list[str]]:
     """(all records of the file, fresh item ids in file order, their texts rendered by ``pcfg``)."""
-    if not Path(cfg.items).is_file():
-        raise DataError(cfg.items, None, "file not found")
-    records = read_items(Path(cfg.items), problems)
+    lines: dict[str, int] = {}
+    records = read_items(require_file(cfg.items), problems, strict_ids=True, lines=lines)
     present = [i for i in records if i in known]
     if present and cfg.existing == "error":
         raise DataError(cfg.items, None, f"{len(present)} item(s) already have an ID, e.g. {present[:5]} "
@@ -102,7 +101,7 @@ def new_item_texts(cfg: AddItemsConfig, known: set[str], pcfg: PrepareConfig, pr
             continue
         text, _ = render(rec, pcfg)
         if not text.strip():
-            problems.report("empty_text", cfg.items, None, f"item {item!r} has no text to make an ID from")
+            problems.report("empty_text", cfg.items, lines.get(item), f"item {item!r} has no text to make an ID from")
             continue
         fresh.append(item)
         texts.append(text)
@@ -173,9 +172,11 @@ def run_add_items(cfg: AddItemsConfig) -> dict:
         if stored and stored != tokenizer_fingerprint(tok):
             raise DataError(ids_dir / ITEM_TABLE, None, f"IDs were made with tokenizer {stored}, the generator "
                             f"{job.model} has {tokenizer_fingerprint(tok)}: use the generator that made the table")
-        key = hashlib.sha256(json.dumps([fresh, texts, table["id"][-1:], len(table["id"])]).encode()).hexdigest()
+        # the resume key: what the new IDs are made from, by content (a generator retrained in place starts over)
+        key = settings_digest([fresh, texts, table["id"][-1:], len(table["id"]), job.result_hash(),
+                               content_digest(job.model)])
         with id_workers(job) as workers:
-            assignments = run_kind(texts, fresh, ids_dir / "work" / f"add_{key[:16]}", job, workers,
+            assignments = run_kind(texts, fresh, ids_dir / "work" / f"add_{key}", job, workers,
                                    taken=table["id"])
         kept = extend_table(ids_dir, table, fresh, assignments, tok)
         result |= {"previous_table": str(kept), "examples": [[i, a.id] for i, a in zip(fresh[:5], assignments)]}

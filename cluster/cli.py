@@ -26,14 +26,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments; a flag the subcommand does not know is reported with the subcommand's usage."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     setup_logging(args.verbose)
     try:
         args.func(args)
     except (DataError, ConfigError, FileNotFoundError, ValueError, IDSpaceExhausted) as e:
         print(f"idgenrec {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"idgenrec {args.command}: interrupted; finished steps are kept, the same command resumes",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -75,15 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             "more catalogs, or copy a local HuggingFace tokenizer (--pretrained). Held-out catalogs are refused.",
             TOKENIZER_HELP)
 
-    p = sub.add_parser("sample", help="write a small random slice of a dataset (shared layout)")
+    p = sub.add_parser("sample", help="write a small random slice of a dataset (shared layout)",
+                       description="Draw users at random (seeded) from a dataset folder and write them, with the items "
+                                   "they touch, as a dataset folder in the shared layout.")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (shared layout)")
     p.add_argument("--out", type=Path, required=True, help="folder to write")
     p.add_argument("--users", type=int, default=1000, help="users to draw (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the draw (default 0)")
     p.set_defaults(func=run_sample)
 
-    p = sub.add_parser("stats", help="print the stats of catalog directories")
-    p.add_argument("catalog", nargs="+", type=Path)
+    p = sub.add_parser("stats", help="print the stats of catalog directories",
+                       description="Print users, items, interactions, density, text coverage and skipped input of "
+                                   "catalog directories written by idgenrec prepare or corpus.")
+    p.add_argument("catalog", nargs="+", type=Path, help="catalog directories")
     p.add_argument("--json", action="store_true", help="print the whole stats.json")
     p.set_defaults(func=run_stats)
 

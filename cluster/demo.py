@@ -63,13 +63,13 @@ def run_demo(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the embedded sample (train Beauty, zero-shot Toys)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--vocab-size", type=int, default=4000, help="tokenizer vocabulary size (default 4000)")
     p.add_argument("--size", default="tiny", help="generator size, which the recommender starts from (tiny, mini, "
                    "small or a YAML path; default tiny)")
     p.add_argument("--lr", type=float, default=1e-2, help="learning rate of the warm start and the recommender")
-    p.add_argument("--warmstart-steps", type=int, default=1500)
+    p.add_argument("--warmstart-steps", type=int, default=1500, help="generator warm-start steps (default 1500)")
     p.add_argument("--epochs", type=int, default=7, help="recommender epochs (default 7)")
     p.add_argument("--sasrec-epochs", type=int, default=200, help="SASRec's most epochs (early stopping on validation)")
     p.set_defaults(func=run_demo)

@@ -79,7 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "For each held-out dataset (one Ray task each): prepare, generate IDs for its unseen items with the "
             "trained generator (Algorithm 1), evaluate the test split with no training. Per-dataset results are "
             "cached: a rerun skips finished datasets.", ZS_HELP)
-    p = sub.add_parser("report", help="report.md, report.json and PNG plots from run folders")
+    p = sub.add_parser("report", help="report.md, report.json and PNG plots from run folders",
+                       description="Collect the test metrics of evaluations, zero-shot runs and SASRec, and trainers' "
+                                   "loss curves, under run folders into one table per dataset, with the protocol "
+                                   "stated and the paper's figures beside ours. A row scored on other users than "
+                                   "the rest of its table is marked NOT COMPARABLE.")
     p.add_argument("runs", nargs="+", type=Path, help="run folders to collect (eval, zeroshot, sasrec, training)")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.set_defaults(func=run_report)

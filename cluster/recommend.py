@@ -4,25 +4,30 @@ Histories come from a file, or standard input, line by line in either layout: ``
 items oldest first; the whole line is the history) or JSON ``{"user": ..., "history": [...]}``. Each history gets
 its top ``k`` items by trie-constrained beam search with the evaluation's prompt, so a test history (a user's items
 but the last) gets the evaluation's top-k. Output lines: ``{"user": ..., "items": [...], "scores": [...]}`` (with
-``with_ids``, the items' textual IDs too), written as each batch is decoded.
+``with_ids``, the items' textual IDs too), written as each batch is decoded. A histories file is checked whole
+before any work; with ``--out`` the output appears whole or not at all (with ``<out>.record.json`` saying which
+model, IDs and settings made it), while standard output is streamed, so a bad line read from standard input stops the
+job after the lines before it were written.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table
-from infra.atomic import atomic_path, write_text
+from infra.atomic import atomic_path, write_json, write_text
+from infra.config import config_to_dict
 from infra.device import resolve_device
-from infra.errors import DataError, Problems
+from infra.errors import DataError, Problems, require_file, require_writable_file
+from infra.fingerprint import content_digest, settings_digest
 from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, render_prompt
@@ -91,6 +96,9 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
 
 def parse_history(line: str, source: str, number: int) -> tuple[str, list[str]]:
     """(user, items oldest first) from one line in either layout."""
+    if line.lstrip().startswith("["):
+        raise DataError(source, number, 'a JSON array: expected {"user": ..., "history": [item, ...]} or a '
+                                        "user_sequence.txt line (user item item ...)")
     if line.lstrip().startswith("{"):
         try:
             rec = json.loads(line)
@@ -107,8 +115,9 @@ def read_histories(lines: Iterable[str], source: str, known: set[str], problems:
                    max_history: int) -> Iterator[tuple[str, list[str]]]:
     """Valid (user, last ``max_history`` items) pairs; unknown items and empty histories are problems."""
     cut = False
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        line = _decoded(raw, source, number, problems)
+        if line is None or not line.strip():
             continue
         user, items = parse_history(line.rstrip("\r\n"), source, number)
         if not items:
@@ -125,10 +134,21 @@ def read_histories(lines: Iterable[str], source: str, known: set[str], problems:
         yield user, items[-max_history:]
 
 
+def _decoded(raw: str | bytes, source: str, number: int, problems: Problems) -> str | None:
+    """A line as text; bytes that are not UTF-8 are a problem naming the line (None: skipped)."""
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.report("non_utf8_line", source, number, f"not UTF-8: byte 0x{raw[e.start]:02x} at column "
+                                                         f"{e.start + 1}")
+        return None
+
+
 def read_candidates(path: Path, known: set[str]) -> set[str]:
     """Item ids, one per line; an unknown one is an error naming the line."""
-    if not Path(path).is_file():
-        raise DataError(path, None, "file not found")
+    require_file(path)
     out = set()
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         item = line.strip()
@@ -185,9 +205,15 @@ def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO
         raise ValueError("recommend needs model and ids")
     problems = Problems(skip_bad=cfg.skip_bad)
     source = "<stdin>" if cfg.histories in (None, Path("-")) else str(cfg.histories)
+    if cfg.out is not None:
+        require_writable_file(cfg.out)  # before any work, not after it
     known = set(read_id_table(Path(cfg.ids) / ITEM_TABLE)["item_id"])
+    max_history = prompt_history(cfg.model, cfg.max_history)
+    if source != "<stdin>":  # a file is checked whole first: a bad line stops the job before any output
+        with _lines(cfg.histories, stdin) as lines:
+            for _ in read_histories(lines, source, known, Problems(skip_bad=cfg.skip_bad), max_history):
+                pass
     with _lines(cfg.histories, stdin) as lines:
-        max_history = prompt_history(cfg.model, cfg.max_history)
         histories = read_histories(lines, source, known, problems, max_history)
         if cfg.actors > 0:
             written = _with_actors(cfg, list(histories))
@@ -202,7 +228,20 @@ def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO
     skipped = problems.summary()
     if skipped:
         log.warning("skipped %s (first: %s)", skipped, next(iter(problems.examples.values())))
-    return {"users": written, "skipped": skipped}
+    result = {"users": written, "skipped": skipped}
+    if cfg.out is not None:
+        write_record(cfg, result)
+    return result
+
+
+def write_record(cfg: RecommendConfig, result: dict) -> None:
+    """``<out>.record.json`` beside the output: which model, ID table and settings made it (paths and content
+    fingerprints), and what was written and skipped."""
+    inputs = {name: {"path": str(getattr(cfg, name)), "fingerprint": content_digest(getattr(cfg, name), ["work"])}
+              for name in ("model", "ids", "histories", "candidates") if getattr(cfg, name) is not None}
+    write_json(Path(f"{cfg.out}.record.json"), {"output": str(cfg.out), "inputs": inputs,
+                                                "config": config_to_dict(cfg), **result,
+                                                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> int:
@@ -210,7 +249,7 @@ def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -
     rerun skips those, and the output is their concatenation in input order."""
     import ray
 
-    from cluster.idjob import gpu_share, start_ray
+    from cluster.ray_session import gpu_share, start_ray, stop_ray
 
     parts = Path(f"{cfg.out}.parts")
     plan = plan_hash(cfg, histories)
@@ -236,7 +275,7 @@ def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -
                 write_text(parts / f"{n:06d}.jsonl", "".join(ray.get(ready)))
     finally:
         if started:
-            ray.shutdown()
+            stop_ray()
     with atomic_path(cfg.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for n in range(len(chunks)):
             out.write((parts / f"{n:06d}.jsonl").read_text(encoding="utf-8"))
@@ -245,9 +284,12 @@ def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -
 
 
 def plan_hash(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> str:
-    """What kept chunks were made from: the histories and every setting that changes a result."""
-    same = {k: str(v) for k, v in vars(cfg).items() if k not in ("actors", "address", "device", "histories")}
-    return hashlib.sha256(json.dumps([same, histories]).encode()).hexdigest()
+    """What kept chunks were made from: the histories, the content of the model, ID table and candidate list, and
+    every setting that changes a result (a model retrained in place starts over)."""
+    same = {k: (content_digest(v, skip=["work"]) if k in ("model", "ids", "candidates") else str(v))
+            for k, v in vars(cfg).items()
+            if k not in ("actors", "address", "device", "histories", "out", "chunk")}
+    return settings_digest([same, cfg.chunk, histories])
 
 
 class _RankerActor:
@@ -265,11 +307,10 @@ class _RankerActor:
 def _lines(path: Path | None, stdin: IO[str] | None) -> Iterator[Iterable[str]]:
     """The histories' lines: the file, or standard input."""
     if path in (None, Path("-")):
-        yield stdin or sys.stdin
+        stream = stdin or sys.stdin
+        yield getattr(stream, "buffer", stream)  # bytes where there are any, so a bad byte names its line
         return
-    if not Path(path).is_file():
-        raise DataError(path, None, "file not found")
-    with open(path, encoding="utf-8") as fh:
+    with open(require_file(path), "rb") as fh:
         yield fh
 
 

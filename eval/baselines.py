@@ -74,11 +74,15 @@ def recent_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -
     return _ranking_metrics(recent_rankings, sequences, split, ks)
 
 
-def popularity_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
+def popularity_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10), max_users: int = 0
+                       ) -> dict[str, float]:
+    """Popularity's metrics over the ``split`` samples (the first ``max_users`` of them when > 0: the users an
+    evaluation limited the same way scored, so that both are compared on the same users)."""
     from eval.metrics import leave_one_out_metrics
 
     top = popularity_ranking(sequences, split, max(ks))
     targets = [s.target for s in samples(sequences, split)]
+    targets = targets[:max_users] if max_users > 0 else targets
     return leave_one_out_metrics([top] * len(targets), targets, ks)
 
 

@@ -59,7 +59,11 @@ class EvalConfig:
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
 
 
-HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
+HELP = {"repeat_bias": "also rank the user's history items, at the model's score of their IDs + this bias "
+                       "(the one validation chose, in the training run's summary.json); default: off",
+        "repeat_bias_grid": "on the valid split: choose repeat_bias among these values and off, by NDCG@10",
+        "template": "which of the 10 prompt templates the evaluation prompts use (0: the evaluation's own)",
+        "model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
         "split": "valid or test", "beams": "beam width (>= 10)",
         "length_penalty": "beam score = sum of token log-probabilities / length ** this (0: the ID's probability)",
@@ -67,7 +71,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "catalog": "catalo
         "exclude_history": "drop items already in the user's history from the ranking (the paper does not)",
         "max_history": "history items in a prompt (0: as the model was trained, recorded in its idgenrec.json; "
                        "else 20)",
-        "max_users": "evaluate only the first N eligible users (0 = all), for quick looks",
+        "max_users": "evaluate only the first N eligible users (0 = all), for quick looks; popularity is scored on "
+                     "the same users, and the metrics record the evaluation as partial",
         "device": "auto (a GPU when present), cpu or cuda"}
 
 
@@ -84,9 +89,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     users = user_id_texts(cfg.ids) if cfg.user_ids else {}
     trie = Trie.build(tokens, tok.eos_token_id, len(tok)).to(device)
     max_history = prompt_history(cfg.model, cfg.max_history)
-    todo = list(samples(cat.sequences, cfg.split, max_history))
-    if cfg.max_users > 0:
-        todo = todo[: cfg.max_users]
+    eligible = list(samples(cat.sequences, cfg.split, max_history))
+    todo = eligible[: cfg.max_users] if cfg.max_users > 0 else eligible
     prompts = [render_prompt([id_of[i] for i in s.history], users.get((cat.users[s.user], s.position)),
                              cfg.template) for s in todo]
     t0 = time.time()
@@ -114,7 +118,9 @@ def evaluate(cfg: EvalConfig) -> dict:
                "split": cfg.split, "beams": cfg.beams, "max_history": max_history,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),
-               "popularity": popularity_metrics(cat.sequences, cfg.split), "catalog": str(cfg.catalog),
+               "partial": len(todo) < len(eligible),
+               "popularity": popularity_metrics(cat.sequences, cfg.split, max_users=cfg.max_users),
+               "catalog": str(cfg.catalog),
                "model": str(cfg.model), **repeats}
     write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
                                              "topk": ranked, "scores": scores})

@@ -46,6 +46,29 @@ def _training_note(folder: Path, model_dir: str | None) -> str:
     return ""
 
 
+def _free_label(methods: dict, label: str) -> str:
+    """``label``, or ``label #2``, ``#3``... when the dataset already has a row of that name (a second evaluation is
+    shown as its own row, never silently in place of the first)."""
+    n, free = 1, label
+    while free in methods:
+        n += 1
+        free = f"{label} #{n}"
+    return free
+
+
+def mark_unequal_users(methods: dict[str, dict]) -> None:
+    """Rows of one dataset table scored on other users than the largest set there get a note saying so: their
+    figures cannot be compared with the others'."""
+    counts = {name: m["users"] for name, m in methods.items() if isinstance(m.get("users"), int)}
+    if len(set(counts.values())) <= 1:
+        return
+    most = max(counts.values())
+    for name, users in counts.items():
+        if users != most:
+            note = f"NOT COMPARABLE: scored on {users} users, other rows on {most}"
+            methods[name]["note"] = "; ".join(x for x in (note, methods[name].get("note", "")) if x)
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """{dataset: {method: {metric: value, users}}}, loss curves, and where each number came from."""
     rows: dict[str, dict[str, dict]] = {}
@@ -53,12 +76,14 @@ def collect(run_dirs: list[Path]) -> dict:
     for run in run_dirs:
         for folder, m in find(run, "test"):
             ds = _dataset(folder, m)
-            label = "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)"
-            rows.setdefault(ds, {})[label] = {k: m[k] for k in METRICS} | {
+            label = _free_label(rows.setdefault(ds, {}),
+                                "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)")
+            rows[ds][label] = {k: m[k] for k in METRICS} | {
                 "users": m["users"], "file": str(metrics_path(folder, "test")),
                 "note": _training_note(folder, m.get("model"))}
             if m.get("popularity"):
-                rows[ds]["Popularity"] = {k: m["popularity"][k] for k in METRICS} | {"users": m["popularity"]["users"]}
+                rows[ds][_free_label(rows[ds], "Popularity")] = {k: m["popularity"][k] for k in METRICS} | {
+                    "users": m["popularity"]["users"]}
         for folder, s in find(run, "sasrec"):
             rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
                 {k: s["test"][k] for k in METRICS} | {
@@ -66,6 +91,8 @@ def collect(run_dirs: list[Path]) -> dict:
                     "note": convergence_note(s.get("best_epoch"), s.get("epochs_run"))})
         for folder, pts in find(run, "training_log"):
             curves[str(folder)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
+    for methods in rows.values():
+        mark_unequal_users(methods)
     paper = json.loads(PAPER.read_text())
     for ds, methods in paper.get("metrics", {}).items():
         if ds in rows:

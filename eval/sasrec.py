@@ -72,7 +72,9 @@ class SASRecConfig:
             raise ValueError("epochs, batch_size, max_len, patience and length_chunks must be >= 1")
 
 
-HELP = {"catalog": "catalog directory (from idgenrec prepare)", "out": "folder for sasrec.json",
+HELP = {"init_range": "standard deviation of the normal weight initialization (RecBole: 0.02)",
+        "layer_norm_eps": "layer-norm epsilon (RecBole: 1e-12)",
+        "catalog": "catalog directory (from idgenrec prepare)", "out": "folder for sasrec.json",
         "hidden": "embedding and hidden size", "layers": "Transformer blocks", "heads": "attention heads",
         "inner": "feed-forward inner size", "dropout": "hidden dropout", "attn_dropout": "attention dropout",
         "max_len": "longest history used (most recent items)", "epochs": "most epochs",

@@ -57,7 +57,9 @@ class WarmStartConfig:
         return max(self.steps, math.ceil(self.min_epochs * items / self.batch_size))
 
 
-HELP = {"catalog": "catalog directories", "tokenizer": "tokenizer directory",
+HELP = {"max_tag_words": "words of the warm-start targets (salient title words + leaf category): how long "
+                         "the generator's IDs are",
+        "catalog": "catalog directories", "tokenizer": "tokenizer directory",
         "out": "generator directory to write (model + tokenizer)",
         "model_size": "tiny, mini (the default) or small, or a YAML path; with pretrained it must match the "
                       "checkpoint's architecture",
@@ -162,4 +164,9 @@ def warmstart(cfg: WarmStartConfig) -> dict:
                      for o, i in list(zip(ours, sample))[:10]],
     }
     (Path(cfg.out) / "warmstart.json").write_text(json.dumps(report, indent=2))
+    blank = sum(not o.strip() for o in ours)
+    if blank or report["overlap_with_tag_targets"] < 0.05:
+        log.warning("the generator has not learned to write IDs yet: %d of %d sampled IDs are blank, word overlap "
+                    "with the targets %.2f (train longer: --steps / --min-epochs); the ID job refuses blank IDs",
+                    blank, len(ours), report["overlap_with_tag_targets"])
     return report

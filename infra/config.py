@@ -30,6 +30,37 @@ def _base_type(tp: Any) -> Any:
     return tp
 
 
+# What a field of a common name does, wherever a job's own help texts do not say more.
+COMMON_HELP = {
+    "seed": "random seed: the same seed on the same data gives the same result",
+    "batch_size": "examples processed together (larger: faster, more memory)",
+    "eval_batch_size": "users scored together in evaluation",
+    "lr": "peak learning rate (AdamW)",
+    "weight_decay": "AdamW weight decay",
+    "steps": "optimizer steps",
+    "max_source_tokens": "input tokens kept (longer inputs are cut)",
+    "max_history": "the most recent history items a prompt or user ID is made from",
+    "samples_per_shard": "training samples per WebDataset tar shard",
+    "bf16": "bfloat16 autocast (fast on GPUs that have it)",
+    "groups": "k: diverse beam groups (= ID candidates per attempt)",
+    "beams": "beam width of the trie-constrained search (>= 10: HR@10 needs 10 items)",
+    "length_penalty": "beam score = sum of token log-probabilities / length ** this",
+    "address": "Ray cluster address (default: RAY_ADDRESS if set, else a local Ray instance with token "
+               "authentication)",
+    "actors": "Ray actors (0: in this process, without Ray)",
+    "device": "auto (a GPU when present), cpu or cuda",
+    "out": "output folder",
+}
+
+
+def _help(name: str, default: Any, help_texts: dict[str, str]) -> str:
+    """A flag's help: what the field does, then its default unless that is None (nothing given) or already said."""
+    text = help_texts.get(name) or COMMON_HELP.get(name, "")
+    if default is not None and default != [] and "default" not in text.lower():
+        text = f"{text} (default: {default!r})".strip()
+    return text.replace("%", "%%")  # argparse %-formats help texts
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: dict[str, str] | None = None) -> None:
     """Add ``--config`` and one flag per dataclass field; flags default to None (= not given)."""
     help_texts = help_texts or {}
@@ -40,7 +71,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, help_texts: dict
         flags = (["-" + f.name] if len(f.name) == 1 else []) + ["--" + f.name.replace("_", "-")]  # -k and --k
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        text = f"{help_texts.get(f.name, '')} (default: {default!r})".strip().replace("%", "%%")  # argparse formats
+        text = _help(f.name, default, help_texts)
         if tp is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif typing.get_origin(tp) in (list, tuple):

@@ -33,3 +33,24 @@ class Problems:
 
     def summary(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+def require_file(path: Path | str) -> Path:
+    """``path`` as a Path when it is a readable file; else one clear error (not found, or a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, None, "is a directory; expected a file")
+    if not path.is_file():
+        raise DataError(path, None, "file not found")
+    return path
+
+
+def require_writable_file(path: Path | str) -> Path:
+    """Check an output file's path before any work is done: not a directory, and its folder can be made."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, None, "is a directory; give a file path for the output")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DataError(path, None, f"cannot be written: {parent} is not a folder")
+    return path

@@ -116,3 +116,21 @@ def test_bad_input_is_named(base, collide_catalog, tmp_path):
         run_add_items(AddItemsConfig(ids=ids, items=tmp_path / "none.jsonl"))
     with pytest.raises(DataError, match="summary.json: not found"):
         run_add_items(AddItemsConfig(ids=tmp_path, items=bad))
+
+
+def test_bad_item_lines_are_named(base, collide_catalog, tmp_path):
+    ids, _, _ = _copy(base, tmp_path, collide_catalog)
+    bad = tmp_path / "bad.jsonl"
+    for text, message in [
+            ('{"item_id": "z1", "title": "kite"}\n{"item_id": "z2", "title": "unterminated}\n',
+             r"bad.jsonl:2: malformed record: not valid JSON: Unterminated string"),
+            ('{"item_id": "z1", "title": "kite"}\n{"item_id": "z 2", "title": "kite"}\n',
+             r"bad.jsonl:2: item id 'z 2' holds white space"),
+            ('{"item_id": 123, "title": "kite"}\n', r"bad.jsonl:1: 'item_id' is 123, not a string"),
+            ('{"item_id": "z1", "title": "kite"}\n{"item_id": "z2", "misc": ""}\n',
+             r"bad.jsonl:2: item 'z2' has no text")]:
+        bad.write_text(text)
+        with pytest.raises(DataError, match=message):
+            run_add_items(AddItemsConfig(ids=ids, items=bad))
+    with pytest.raises(DataError, match="is a directory; expected a file"):
+        run_add_items(AddItemsConfig(ids=ids, items=tmp_path))

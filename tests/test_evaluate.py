@@ -107,3 +107,21 @@ def test_a_model_folder_with_a_foreign_tokenizer_is_refused(setup, other_tokeniz
     load_tokenizer(other_tokenizer_dir).save_pretrained(str(tmp_path / "rec"))  # same size, other token ids
     with pytest.raises(ValueError, match="the model was saved with tokenizer .* but the tokenizer files there now"):
         load_model_and_tokenizer(tmp_path / "rec")
+
+
+def test_max_users_scores_popularity_on_the_same_users(setup, collide_catalog, tmp_path):
+    cat, d, ids = setup
+    assert main(["eval", "--model", str(d / "rec"), "--catalog", str(collide_catalog), "--ids", str(ids), "--out",
+                 str(tmp_path), "--max-users", "7"]) == 0
+    m = json.loads((tmp_path / "metrics_test.json").read_text())
+    assert m["users"] == m["popularity"]["users"] == 7 and m["partial"] is True
+
+
+def test_an_id_table_with_a_blank_id_is_refused(setup, sample_tokenizer_dir, tmp_path):
+    from infra.errors import DataError
+
+    tok = load_tokenizer(sample_tokenizer_dir)
+    for blank in ("", "         ", "\u200b \u2581"):
+        with pytest.raises(DataError, match=r"1 ID\(s\) are empty or only whitespace, e.g. for \['b'\]"):
+            write_id_table(tmp_path / ITEM_TABLE, {"item_id": ["a", "b"]}, ["red car", blank], tok)
+    assert not (tmp_path / ITEM_TABLE).exists()

@@ -61,3 +61,25 @@ def test_demo_size_and_lr_reach_the_generator_and_the_recommender():
     assert sizes == [32, 64, 128]
     default, _ = demo_configs(build_parser().parse_args(["demo"]))
     assert default.generator_size == "tiny"
+
+
+def test_every_flag_says_what_it_does():
+    """No flag shows only a default; a flag without a default shows none; descriptions are plain text."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bare = []
+    for name, p in sub.choices.items():
+        assert p.description and "``" not in p.description, name
+        for action in p._actions:
+            text = (action.help or "").strip()
+            if action.option_strings and action.dest != "help" and (not text or text.startswith("(default")):
+                bare.append(f"{name} {action.option_strings[-1]}")
+            assert "(default: None)" not in text and text.count("default") <= 1, (name, text)
+    assert not bare
+
+
+def test_a_mistyped_flag_prints_the_subcommands_usage():
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", "ids", "--catalgo", "x"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "usage: idgenrec ids" in done.stderr and "unrecognized arguments: --catalgo" in done.stderr

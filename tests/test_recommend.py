@@ -140,3 +140,34 @@ def test_candidates_limit_what_is_recommended(served, word_ids, tmp_path):
     (tmp_path / "c.txt").write_text(f"{allowed[0]}\nno-such-item\n")
     with pytest.raises(DataError, match=r"c.txt:2: unknown item 'no-such-item'"):
         run_recommend(cfg, io.StringIO(stdin.getvalue()), io.StringIO())
+
+
+def test_more_bad_input_is_named_before_any_work(served, word_ids, tmp_path):
+    """Bytes that are not UTF-8, a JSON array, directories for input or output: one line naming file and line (or
+    the path), before any output is written; a file is checked whole first, so nothing is half-written."""
+    d, cat, todo, _ = served
+    good = f"{cat.users[todo[0].user]} {' '.join(todo[0].history)}\n".encode()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(good + b"u2 \xff\xfe\n")
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, histories=bad, out=tmp_path / "r.jsonl", device="cpu")
+    with pytest.raises(DataError, match=r"bad.txt:2: not UTF-8: byte 0xff at column 4"):
+        run_recommend(cfg)
+    r = run_recommend(RecommendConfig(**{**cfg.__dict__, "skip_bad": True}))
+    assert r == {"users": 1, "skipped": {"non_utf8_line": 1}}
+    record = json.loads((tmp_path / "r.jsonl.record.json").read_text())  # what made the file
+    assert record["inputs"]["model"]["path"] == str(d / "rec") and record["users"] == 1
+    assert len(record["inputs"]["ids"]["fingerprint"]) == 16 and record["config"]["k"] == 10
+    bad.write_bytes(good + b'["u2", "a"]\n')
+    with pytest.raises(DataError, match=r"bad.txt:2: a JSON array"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "out": tmp_path / "a.jsonl"}))
+    assert not (tmp_path / "a.jsonl").exists()
+    with pytest.raises(DataError, match="is a directory; expected a file"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "histories": tmp_path}))
+    bad.write_bytes(good)
+    with pytest.raises(DataError, match="is a directory; give a file path"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "out": tmp_path}))
+    streamed = io.StringIO()
+    bad.write_bytes(good * 3 + b"u9 no-such-item\n")  # a file given with no --out: nothing streamed before the error
+    with pytest.raises(DataError, match="bad.txt:4"):
+        run_recommend(RecommendConfig(**{**cfg.__dict__, "out": None}), stdout=streamed)
+    assert streamed.getvalue() == ""

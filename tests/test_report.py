@@ -46,3 +46,23 @@ def test_report_names_the_dataset_of_a_moved_run_folder(tmp_path):
     rows = collect([tmp_path / "moved"])["datasets"]
     assert set(rows["Beauty"]) >= {"IDGenRec (ours)", "Popularity"} and "eval" not in rows
     assert rows["Beauty"]["IDGenRec (ours)"]["note"] == "not converged: best epoch 1 is the last of 2"
+
+
+def test_rows_on_other_users_are_marked_and_a_second_evaluation_is_its_own_row(tmp_path):
+    from eval.report import collect
+
+    def evaluation(folder, users, hr):
+        folder.mkdir(parents=True)
+        m = {"users": users, "HR@5": hr, "HR@10": hr, "NDCG@5": hr, "NDCG@10": hr, "catalog": "",
+             "popularity": {"users": users, "HR@5": 0.0, "HR@10": 0.0, "NDCG@5": 0.0, "NDCG@10": 0.0}}
+        (folder / "metrics_test.json").write_text(json.dumps(m))
+
+    evaluation(tmp_path / "runs" / "a" / "eval", 1000, 0.1)
+    evaluation(tmp_path / "runs" / "b" / "eval", 20, 0.5)  # `eval --max-users 20` of the same dataset
+    rows = collect([tmp_path / "runs"])["datasets"]["eval"]
+    assert set(rows) == {"IDGenRec (ours)", "IDGenRec (ours) #2", "Popularity", "Popularity #2"}
+    assert rows["IDGenRec (ours)"]["HR@10"] == 0.1 and rows["IDGenRec (ours) #2"]["HR@10"] == 0.5
+    assert rows["IDGenRec (ours) #2"]["note"].startswith("NOT COMPARABLE: scored on 20 users, other rows on 1000")
+    assert "NOT COMPARABLE" not in rows["IDGenRec (ours)"].get("note", "")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert "NOT COMPARABLE" in (tmp_path / "rep" / "report.md").read_text()
