@@ -34,6 +34,7 @@ def ensure_token(create: bool = True) -> Path | None:
     256 random bits when missing and ``create``). Returns the file, or None when the token comes from
     ``RAY_AUTH_TOKEN``."""
     os.environ[AUTH_MODE] = "token"
+    _refresh_ray_config()
     if os.environ.get("RAY_AUTH_TOKEN"):
         return None
     path = token_path()
@@ -46,6 +47,16 @@ def ensure_token(create: bool = True) -> Path | None:
     if path.is_file() and path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)  # Ray writes its own token files 0644: other accounts could join the cluster
     return path
+
+
+def _refresh_ray_config() -> None:
+    """Ray reads its settings once, when it is imported: a process that imported Ray before the mode was set would
+    start a cluster that wants the token while its own client sends none (as Ray itself does, re-read them)."""
+    try:
+        from ray._raylet import Config
+    except ImportError:  # no Ray here: nothing to refresh
+        return
+    Config.initialize("")
 
 
 def _auth_for(address: str | None) -> None:

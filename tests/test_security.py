@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from cluster.idjob import IDJobConfig, id_workers
 from cluster.ray_session import ensure_token, stop_orphans
@@ -52,6 +53,7 @@ def _job_api_status(host: str, port: int, path: str) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_ray_job_refuses_its_job_api_without_the_token(tiny_generator, collide_catalog, tmp_path):
     """The ID job's Ray (started as every job of ours starts it): every listening port of its processes, on every
     address of this machine, either speaks no HTTP, knows no job API (404), serves metrics, or answers 401."""
@@ -79,8 +81,9 @@ def test_nothing_switches_ray_authentication_off():
 
 LISTEN_PROBE = """
 import json, psutil
-from pretrain.train import TrainConfig, _init_processes
-_init_processes(TrainConfig())  # a local run: one rank, the process group made as the trainer makes it
+from pretrain.distributed import init_processes
+from pretrain.train import TrainConfig
+init_processes(TrainConfig())  # a local run: one rank, the process group made as the trainer makes it
 print(json.dumps(sorted({c.laddr.ip for c in psutil.Process().net_connections(kind='inet')
                          if c.status == psutil.CONN_LISTEN})))
 """
@@ -110,6 +113,18 @@ def test_outputs_are_readable_under_the_usual_umask(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.slow
+def test_a_job_run_without_ray_auth_mode_set_uses_token_mode(tiny_generator, collide_catalog, tmp_path):
+    """As a user runs it: no RAY_AUTH_MODE in the environment (Ray is imported before the job sets it)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", "ids", "--catalog", str(collide_catalog), "--model",
+                           str(tiny_generator), "--out", str(tmp_path / "ids"), "--actors", "2", "--groups", "4"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ids" / "item_ids.parquet").is_file()
+
+
+@pytest.mark.slow
 def test_processes_left_by_a_killed_job_are_stopped_by_the_next(tiny_generator, collide_catalog, tmp_path):
     """kill -9 of the driver alone (not its group): its Ray processes outlive it; the next job stops them."""
     cmd = [sys.executable, "-m", "cluster.cli", "ids", "--catalog", collide_catalog, "--model", tiny_generator,
@@ -129,6 +144,7 @@ def test_processes_left_by_a_killed_job_are_stopped_by_the_next(tiny_generator, 
     assert not records.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_a_job_with_one_line_and_no_orphans(tiny_generator, collide_catalog, tmp_path):
     """SIGINT to the job's process group, as Ctrl-C in a terminal sends it."""
     cmd = [sys.executable, "-m", "cluster.cli", "ids", "--catalog", collide_catalog, "--model", tiny_generator,
