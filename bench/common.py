@@ -8,7 +8,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 SHARED_DATA = Path(os.environ.get("IDGENREC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -16,7 +15,7 @@ SHARED_DATA = Path(os.environ.get("IDGENREC_SHARED_DATA", REPO.parent / "shared"
 
 def metric_cells(m: dict, fmt: str = "8.4f") -> str:
     """HR@5, HR@10, NDCG@5, NDCG@10 of ``m`` (eval.report's order) as fixed-width table cells."""
-    from eval.report import METRICS
+    from eval.metrics import METRICS
 
     return " ".join(f"{m[k]:{fmt}}" for k in METRICS)
 
@@ -97,6 +96,25 @@ def stock_rankings(sequences, users: int, beams: int, tokens: list[list[int]], e
     return ranked
 
 
+def reset_peak(device) -> None:
+    """Start a fresh peak-memory count on a GPU (nothing to do on a CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mb(device) -> float | None:
+    """Peak GPU memory since the last reset, in MiB (None on a CPU)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+
+
 class Phases:
     """A benchmark's results so far, rewritten to ``path`` (JSON) after each phase, so a run cut off by a time limit
     still reports; a failed phase is recorded with its traceback, not fatal."""
@@ -107,8 +125,6 @@ class Phases:
     def phase(self, name: str, fn) -> None:
         import logging
         import traceback
-
-        from speed import reset_peak
 
         logging.getLogger("idgenrec.bench").info("== %s", name)
         if self.device is not None:

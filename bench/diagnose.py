@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO  # noqa: E402  (puts the repo on the path)
 
 from catalog.id_table import item_id_texts, user_id_texts  # noqa: E402
-from catalog.split import samples  # noqa: E402
+from catalog.split import LEGACY_MAX_HISTORY, samples  # noqa: E402
 from catalog.store import read_catalog  # noqa: E402
 from eval.baselines import markov_rankings, popularity_ranking  # noqa: E402
 from eval.evaluate import EvalConfig  # noqa: E402
@@ -55,7 +55,7 @@ def diagnose(run: Path, users: int) -> dict:
     topk = pq.read_table(best / "eval" / "topk_test.parquet").to_pydict()
     manifest = read_manifest(run / "shards")  # the prompts as evaluation made them
     user_ids = user_id_texts(run / "ids") if manifest.get("user_ids") else {}
-    todo = list(samples(cat.sequences, "test", manifest.get("max_history", 20)))
+    todo = list(samples(cat.sequences, "test", manifest.get("max_history", LEGACY_MAX_HISTORY)))
     if [s.target for s in todo] != topk["target"]:
         raise ValueError(f"{best / 'eval' / 'topk_test.parquet'}: not this catalog's test users")
     ours = [r[:10] for r in topk["topk"]]

@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, Phases  # noqa: E402  (puts the repo on the path)
 from speed import decoding_speed, id_generation_speed, training_speed  # noqa: E402
 
+from eval.metrics import METRICS  # noqa: E402
+
 import torch  # noqa: E402
 
 log = logging.getLogger("idgenrec.gpu_run")
@@ -68,15 +70,22 @@ SMOKE = Sizes(users=80, vocab_size=600, generator="tiny", warmstart_steps=300, w
 
 
 def quality(args, sz: Sizes, work: Path, device: torch.device) -> dict:
+    from catalog.tokenizer import TokenizerConfig
+    from cluster.idjob import IDJobConfig
     from cluster.standard import StandardConfig, run_standard
+    from eval.sasrec import SASRecConfig
+    from idgen.warmstart import WarmStartConfig
     from infra.config import load_config
+    from pretrain.shards import ShardsConfig
     from pretrain.train import TrainConfig
 
     cuda = device.type == "cuda"
-    std = StandardConfig(data=args.data, out=work, domain="Beauty", users=sz.users, vocab_size=sz.vocab_size,
-                         generator_size=sz.generator, warmstart_steps=sz.warmstart_steps,
-                         warmstart_batch=sz.warmstart_batch, warmstart_lr=sz.warmstart_lr, id_actors=0,
-                         samples_per_shard=20000, procs=1, sasrec_epochs=sz.sasrec_epochs, device=str(device))
+    std = StandardConfig(data=args.data, out=work, domain="Beauty", users=sz.users, procs=1, device=str(device),
+                         tokenizer=TokenizerConfig(vocab_size=sz.vocab_size),
+                         warmstart=WarmStartConfig(model_size=sz.generator, steps=sz.warmstart_steps,
+                                                   batch_size=sz.warmstart_batch, lr=sz.warmstart_lr),
+                         ids=IDJobConfig(actors=0), shards=ShardsConfig(samples_per_shard=20000),
+                         sasrec=SASRecConfig(epochs=sz.sasrec_epochs))
     rec = replace(load_config(TrainConfig, RECIPE), model_size=sz.recommender, engine="torch", zero_stage=0,
                   micro_batch=sz.micro_batch, epochs=sz.train_epochs, save_every=10 ** 9, log_every=50, bf16=cuda,
                   eval_batch_size=sz.eval_batch, time_budget_s=sz.train_budget_s)  # the recipe, sized
@@ -125,8 +134,7 @@ def table(r: dict) -> str:
     for name, m in (("IDGenRec (ours)", q.get("ours")), ("SASRec", q.get("sasrec")),
                     ("popularity", q.get("popularity"))):
         test = (m or {}).get("test") or {}
-        rows.append(f"  {name:30s} " + " ".join(f"{f(test.get(k), 4):7s}" for k in ("HR@5", "HR@10", "NDCG@5",
-                                                                                    "NDCG@10")))
+        rows.append(f"  {name:30s} " + " ".join(f"{f(test.get(k), 4):7s}" for k in METRICS))
     d, i, t = r.get("decoding") or {}, r.get("ID generation") or {}, r.get("training") or {}
     rows.append("speed                          ours        stock       ratio   peak MB ours / stock")
     for name, x, ours, stock, ratio, peaks in (

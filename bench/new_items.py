@@ -25,13 +25,17 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, metric_cells  # noqa: E402  (puts the repo on the path)
 
-from eval.report import METRICS  # noqa: E402
+import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
+from eval.metrics import METRICS  # noqa: E402
+from idgen.warmstart import WarmStartConfig  # noqa: E402
+from infra.config import nested_help  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
 
@@ -40,12 +44,13 @@ class NewItemsConfig:
     data: Path = SHARED_DATA / "Scientific"
     out: Path = Path("runs/new_items")
     fraction: float = 0.1
-    max_history: int = 20
-    warmstart_steps: int = 1500
-    min_budget_s: float = 240.0
-    max_budget_s: float = 600.0
-    device: str = "auto"
-    seed: int = 0
+    # the quality benchmark's recipe with a shorter warm start and budget (its standard.seed also draws the
+    # held-out items)
+    quality: quality.QualityConfig = field(default_factory=lambda: quality.QualityConfig(
+        max_budget_s=600.0, standard=replace(quality.QualityConfig().standard,
+                                             warmstart=WarmStartConfig(steps=1500))))
+
+    FILLED: ClassVar[dict] = {"quality": ("data", "names", "users", "out")}
 
     def check(self) -> None:
         if not 0 < self.fraction < 1:
@@ -54,10 +59,7 @@ class NewItemsConfig:
 
 HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
         "fraction": "share of the items held out as new (seeded random draw)",
-        "max_history": "history items in a prompt",
-        "warmstart_steps": "generator warm-start steps (bench/quality.py: 3000)",
-        "min_budget_s": "recommender training budget, at least (bench/quality.py's rule between the two)",
-        "max_budget_s": "recommender training budget, at most", "device": "auto, cpu or cuda"}
+        **nested_help("quality", quality.HELP)}
 
 
 def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
@@ -71,7 +73,7 @@ def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
     records = read_items(items_path, Problems())
     seqs, _ = read_sequences(data / "user_sequence.txt", Problems())
     used = sorted({i for _, s in seqs for i in s if i in records})
-    held = set(random.Random(cfg.seed).sample(used, round(cfg.fraction * len(used))))
+    held = set(random.Random(cfg.quality.standard.seed).sample(used, round(cfg.fraction * len(used))))
     train_dir, new_file = out / "train_data", out / "new_items.jsonl.gz"
     if not (train_dir / "user_sequence.txt").exists():
         with atomic_dir(train_dir) as tmp:
@@ -101,7 +103,8 @@ def ours_rankings(model: Path, ids: Path, histories: list[list[str]], cfg: NewIt
     """Top-10 by ``recommend``'s ranker, decoded as the trainer's validation decodes (beams, length penalty)."""
     from cluster.recommend import Ranker, RecommendConfig
 
-    ranker = Ranker(RecommendConfig(model=model, ids=ids, k=10, beams=train["eval_beams"], max_history=cfg.max_history,
+    ranker = Ranker(RecommendConfig(model=model, ids=ids, k=10, beams=train["eval_beams"],
+                                    max_history=cfg.quality.standard.max_history,
                                     length_penalty=train["eval_length_penalty"], candidates=candidates), device)
     lines = []
     for start in range(0, len(histories), 64):
@@ -117,7 +120,6 @@ def new_only_candidates(out: Path, held: set[str]) -> Path:
 
 
 def run(cfg: NewItemsConfig) -> dict:
-    import quality  # bench/quality.py: the same recipe and budget
 
     from catalog.prepare import PrepareConfig, prepare
     from catalog.split import samples
@@ -128,17 +130,16 @@ def run(cfg: NewItemsConfig) -> dict:
     from infra.atomic import write_json
     from infra.device import resolve_device
 
-    t0, out, device = time.time(), Path(cfg.out), str(resolve_device(cfg.device))
+    t0, out, device = time.time(), Path(cfg.out), str(resolve_device(cfg.quality.device))
     train_dir, new_file, held = split_dataset(cfg)
-    qcfg = quality.QualityConfig(out=out, seed=cfg.seed, warmstart_steps=cfg.warmstart_steps,
-                                 min_budget_s=cfg.min_budget_s, max_budget_s=cfg.max_budget_s)
+    qcfg = replace(cfg.quality, out=out)
     trained = quality.one_dataset(qcfg, train_dir, "train", 0, device, sasrec=False)
     added = add_new_items(out / "train", new_file, out / "added", device)
     full_dir = out / "full_catalog"
     if not (full_dir / "stats.json").exists():
         prepare(PrepareConfig(data=Path(cfg.data), out=full_dir))
     full = read_catalog(full_dir)
-    cases = [s for s in samples(full.sequences, "test", cfg.max_history) if s.target in held]
+    cases = [s for s in samples(full.sequences, "test", cfg.quality.standard.max_history) if s.target in held]
     histories, targets = [list(s.history) for s in cases], [s.target for s in cases]
     log.info("%d test users whose target is one of the %d new items", len(cases), len(held))
     catalog = read_catalog(out / "added" / "catalog")

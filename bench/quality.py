@@ -25,12 +25,17 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, Phases, metric_cells  # noqa: E402  (puts the repo on the path)
 
-from eval.report import METRICS  # noqa: E402
+from cluster.idjob import IDJobConfig  # noqa: E402
+from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
+from cluster.standard import StandardConfig  # noqa: E402
+from eval.metrics import METRICS  # noqa: E402
+from infra.config import nested_help  # noqa: E402
 
 DEFAULT_DATA = [SHARED_DATA / "Scientific", SHARED_DATA / "Office_Industrial", SHARED_DATA / "Yelp",
                 REPO / "catalog" / "sample" / "Beauty"]
@@ -43,16 +48,16 @@ class QualityConfig:
     names: list[str] = field(default_factory=list)
     users: list[int] = field(default_factory=list)
     out: Path = Path("runs/quality")
-    train_config: Path | None = None
     seconds_per_1k_samples: float = 60.0
     min_budget_s: float = 240.0
     max_budget_s: float = 1200.0
-    warmstart_steps: int = 3000
-    warmstart_min_epochs: float = 20.0
-    max_history: int = 10
-    init_from_generator: bool = True
     device: str = "auto"
-    seed: int = 0
+    # the standard recipe as this benchmark runs it: IDs in this process, the recommender started from the
+    # generator (its recipe: standard.train_config, default pretrain/recipes/quality_cpu.yaml)
+    standard: StandardConfig = field(default_factory=lambda: StandardConfig(
+        init_from_generator=True, ids=IDJobConfig(actors=0)))
+
+    FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "procs", "device", "with_sasrec")}
 
     def check(self) -> None:
         for name in ("names", "users"):
@@ -71,22 +76,13 @@ class QualityConfig:
 HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset (default: folder names)",
         "users": "per dataset: a seeded slice of this many users (0: all; default: all, 3,000 for the default Yelp)",
         "out": "benchmark folder",
-        "train_config": "recommender recipe (pretrain.train fields); default pretrain/recipes/quality_cpu.yaml, or "
-                        "configs/beauty.yaml on a GPU",
-        "seconds_per_1k_samples": "training budget per 1,000 training samples (clipped to min/max_budget_s); an upper "
-                                  "bound: the recipe's plateau schedule anneals and ends earlier when validation "
-                                  "stalls (30 s, a linear decay over the budget, gave Office_Industrial 769 s and "
-                                  "validation NDCG@10 .1527; 60 s with the plateau schedule: .1586)",
-        "warmstart_steps": "generator warm-start steps per dataset (600 left 35% of Scientific's IDs and 79% of "
-                           "Office's with a repeated word, e.g. 'uxcell a a a a a a a a a'; 1500: 17% on Scientific; "
-                           "3000 took Scientific's generator loss 1.28 -> 0.30 and valid NDCG@10 .0786 -> .0803)",
-        "warmstart_min_epochs": "and at least this many passes over the catalog (Office_Industrial: 1,500 steps "
-                                "left its generator writing 'sssssssss', 4,500 made IDs of the title's words and "
-                                "took ours from 0.29 to 0.92 of SASRec's test NDCG@10)",
-        "max_history": "history items in a prompt (the most recent; 10 beat 20 on validation on all four "
-                       "quality-benchmark datasets)",
-        "init_from_generator": "start the recommender from the warm-started generator (else from scratch)",
-        "device": "auto, cpu or cuda"}
+        "seconds_per_1k_samples": "the recommender's time budget per 1,000 training samples (clipped to "
+                                  "min/max_budget_s); an upper bound: the schedule anneals and ends earlier when "
+                                  "validation stalls",
+        "device": "auto, cpu or cuda",
+        "standard.train_config": "recommender recipe (pretrain.train fields); default "
+                                 "pretrain/recipes/quality_cpu.yaml, or configs/beauty.yaml on a GPU",
+        **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"})}
 
 
 def training_budget(samples: int, cfg: QualityConfig) -> float:
@@ -97,17 +93,17 @@ def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: s
     """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off) and the list baselines
     (popularity, Markov chain, recent items)."""
     from catalog.split import samples
-    from cluster.standard import StandardConfig, prepare_data, run_standard
+    from cluster.standard import prepare_data, run_standard
     from infra.config import load_config
-    from pretrain.train import CPU_RECIPE, TrainConfig
+    from pretrain.config import CPU_RECIPE
+    from pretrain.train import TrainConfig
 
     out = cfg.out / name
     gpu = device.startswith("cuda")
-    std = StandardConfig(data=data, out=out, domain=name, users=users, id_actors=0, procs=1,
-                         init_from_generator=cfg.init_from_generator, seed=cfg.seed, device=device, sasrec=sasrec,
-                         warmstart_steps=cfg.warmstart_steps * (3 if gpu else 1),
-                         warmstart_min_epochs=cfg.warmstart_min_epochs, max_history=cfg.max_history)
-    recipe = cfg.train_config or (REPO / "configs" / "beauty.yaml" if gpu else CPU_RECIPE)
+    base = cfg.standard
+    std = replace(base, data=data, out=out, domain=name, users=users, procs=1, device=device, with_sasrec=sasrec,
+                  warmstart=replace(base.warmstart, steps=base.warmstart.steps * (3 if gpu else 1)))
+    recipe = base.train_config or (REPO / "configs" / "beauty.yaml" if gpu else CPU_RECIPE)
     n = sum(1 for _ in samples(prepare_data(std).sequences, "train"))  # the budget follows the training samples
     train = replace(load_config(TrainConfig, recipe), engine="torch", zero_stage=0,
                     time_budget_s=training_budget(n, cfg))

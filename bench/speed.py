@@ -10,25 +10,12 @@ from pathlib import Path
 
 import torch
 
-from common import stock_generate_kwargs, stock_rankings
+from common import peak_mb, reset_peak, stock_generate_kwargs, stock_rankings
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak_mb(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize()
-    return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
 
 
 def decoding_speed(model, tok, tokens: list[list[int]], prompts: list[str], compared_users: int, batch: int,

@@ -9,6 +9,9 @@ from typing import Iterator, Literal, Sequence
 
 Split = Literal["train", "valid", "test"]
 MIN_ITEMS = 3
+MAX_HISTORY = 10  # history items a prompt (or a user ID) is made from by default: the most recent ones
+LEGACY_MAX_HISTORY = 20  # what models and shards made before the history length was recorded with them used
+HISTORY_SEPARATOR = " ; "  # between the item IDs of a history, in prompts and in user-ID sources
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def target_positions(length: int, split: Split) -> range:
     raise ValueError(f"unknown split {split!r}: expected train, valid or test")
 
 
-def samples(sequences: Sequence[Sequence], split: Split, max_history: int = 20) -> Iterator[Sample]:
+def samples(sequences: Sequence[Sequence], split: Split, max_history: int = MAX_HISTORY) -> Iterator[Sample]:
     """Every sample of ``split``, user by user, position by position (deterministic order)."""
     if max_history < 1:
         raise ValueError("max_history must be >= 1")

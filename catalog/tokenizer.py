@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import infra  # noqa: E402,F401  (keeps the model hub offline before transformers loads)
 
 log = logging.getLogger(__name__)
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2

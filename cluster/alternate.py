@@ -19,24 +19,27 @@ three modes give a Table-5-like comparison from one command each. Every step wri
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from catalog.id_table import ITEM_TABLE
+from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, run_ids
 from eval.evaluate import EvalConfig, evaluate
+from eval.metrics import METRICS
 from eval.runs import TrainingRun, read_eval
 from infra.atomic import write_json
-from infra.config import load_config
+from infra.config import config_to_dict, load_config, nested_help
 from infra.fingerprint import content_digest, read_stamp, set_aside, settings_digest, step_done, write_stamp
 from pretrain.id_phase import train_generator
 from pretrain.launch import launch_train
+from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
 from pretrain.train import TrainConfig, initial_model
 
 log = logging.getLogger("idgenrec.alternate")
 MODES = ("alternate", "recommender_only", "generator_only")
-METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
 
 @dataclass
@@ -48,15 +51,18 @@ class AlternateConfig:
     mode: str = "alternate"
     rounds: int = 3
     user_ids: bool = False
-    actors: int = 2
     procs: int = 2
     generator_steps: int = 100
     generator_lr: float = 1e-4
     generator_batch_size: int = 16
-    samples_per_shard: int = 2000
-    groups: int = 10
     seed: int = 0
     device: str = "auto"
+    ids: IDJobConfig = field(default_factory=IDJobConfig)  # each round's ID job (actors, groups, Algorithm 1)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)  # each round's shards
+
+    FILLED: ClassVar[dict] = {  # set by the recipe: folders, and its own fields above
+        "ids": ("catalog", "out", "model", "user_ids", "device", "address"),
+        "shards": ("catalog", "ids", "out", "user_ids", "seed", "split")}
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -74,7 +80,8 @@ HELP = {"rounds": "alternate rounds (each: a generator phase, new IDs, a recomme
         "mode": f"one of {MODES}: alternate, the paper's Rec-only, or its ID-only (recommender never trained)",
         "procs": "deepspeed processes for the recommender phase",
         "generator_lr": "generator-phase learning rate (the paper used 1e-8 with a pretrained T5)",
-        "device": "auto (a GPU when present), cpu or cuda: generator phase, ID actors, evaluation"}
+        "device": "auto (a GPU when present), cpu or cuda: generator phase, ID actors, evaluation",
+        **nested_help("ids", IDS_HELP), **nested_help("shards", SHARDS_HELP)}
 
 
 def _train_config(cfg: AlternateConfig) -> TrainConfig:
@@ -127,7 +134,7 @@ def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
         m = (None if fresh else read_eval(out, split)) or evaluate(EvalConfig(
             model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
             device=cfg.device, **repeats))
-        result[split] = {k: m[k] for k in METRICS}
+        result[split] = {k: m[k] for k in ("users", *METRICS)}
         repeats = {"repeat_bias": m.get("repeat_bias")}
     if fresh:
         write_stamp(out, inputs)
@@ -165,8 +172,8 @@ def run_alternate(cfg: AlternateConfig) -> dict:
                 write_stamp(rdir / "generator", inputs)
             gen = rdir / "generator"
         ids_dir = rdir / "ids" if (r == 0 or cfg.mode != "recommender_only") else out / "round0" / "ids"
-        id_cfg = IDJobConfig(catalog=cfg.catalog, out=ids_dir, model=gen, actors=cfg.actors, user_ids=cfg.user_ids,
-                             groups=cfg.groups, device=cfg.device)
+        id_cfg = replace(cfg.ids, catalog=cfg.catalog, out=ids_dir, model=gen, user_ids=cfg.user_ids,
+                         device=cfg.device)
         inputs = {"catalog": content_digest(cfg.catalog), "model": content_digest(gen),
                   "settings": id_cfg.result_hash()}
         if not step_done(f"round {r} IDs", ids_dir, inputs, (ids_dir / ITEM_TABLE).exists()):
@@ -178,15 +185,15 @@ def run_alternate(cfg: AlternateConfig) -> dict:
         else:
             shards = rdir / "shards"
             inputs = {"catalog": content_digest(cfg.catalog), "ids": content_digest(ids_dir, skip=["work"]),
-                      "settings": settings_digest([cfg.user_ids, cfg.samples_per_shard, cfg.seed + r])}
+                      "settings": settings_digest([config_to_dict(cfg.shards), cfg.user_ids, cfg.seed + r])}
             if not step_done(f"round {r} shards", shards, inputs, (shards / "manifest.json").exists()):
-                write_shards(ShardsConfig(catalog=[cfg.catalog], ids=[ids_dir], out=shards, user_ids=cfg.user_ids,
-                                          samples_per_shard=cfg.samples_per_shard, seed=cfg.seed + r))
+                write_shards(replace(cfg.shards, catalog=[cfg.catalog], ids=[ids_dir], out=shards,
+                                     user_ids=cfg.user_ids, seed=cfg.seed + r))
                 write_stamp(shards, inputs)
             summary = _train_recommender(cfg, shards, ids_dir, rec, rdir / "recommender")
             rec = TrainingRun(rdir / "recommender").best
             best = summary["best"]["epoch"]
-            record |= {"valid": next(h["valid"] for h in summary["history"] if h["epoch"] == best),
+            record |= {"valid": TrainingRun.selected_valid(summary),
                        "test": summary["test_at_best"], "best_epoch": best}
         record |= {"generator": str(gen), "recommender": str(rec), "ids": str(ids_dir)}
         history.append(record)

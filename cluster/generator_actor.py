@@ -1,7 +1,6 @@
 """A Ray actor holding one ID generator: loads the model once, proposes candidates for shards of texts."""
 from __future__ import annotations
 
-import os
 
 import ray
 
@@ -18,7 +17,6 @@ class GeneratorActor:
         from seq2seq.model import load_model_and_tokenizer
 
         torch.set_num_threads(1)  # one CPU per actor; also keeps float sums identical whatever the actor count
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         model, tok = load_model_and_tokenizer(model_dir)
         self.proposer = Proposer(model, tok, Algorithm1Config(**algorithm1), batch_size, max_source_tokens, device)
 

@@ -24,10 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.id_table import ITEM_TABLE, USER_TABLE, Escalation, write_id_table
+from catalog.split import MAX_HISTORY
 from catalog.store import read_catalog
 from catalog.tokenizer import load_tokenizer, tokenizer_fingerprint
-from idgen.algorithm1 import (Algorithm1Config, Assignment, State, advance, claim_round, escalation_fractions,
-                              last_chance, normalize_id, penalty, window)
+from idgen.algorithm1 import (Algorithm1Config, Assignment, Rounds, State, claim_round, escalation_fractions,
+                              run_rounds, window)
 from cluster.ray_session import gpu_share, start_ray, stop_ray
 from idgen.userids import user_id_sources
 from infra.atomic import atomic_path, write_json
@@ -53,7 +54,7 @@ class IDJobConfig(Algorithm1Config):
     batch_size: int = 64
     max_source_tokens: int = 64
     user_ids: bool = False
-    max_history: int = 20
+    max_history: int = MAX_HISTORY
     device: str = "auto"
     gpus_per_actor: float | None = None
 
@@ -116,27 +117,16 @@ def check_id_space(n: int, vocab_size: int, specials: int, cfg: Algorithm1Config
                          f"{v}: use a larger vocabulary or raise max_windows")
 
 
-class RoundState:
-    """Assignments, per-item escalation state and attempts, saved after every round."""
+def save_rounds(rounds: Rounds, path: Path) -> None:
+    """The driver's state after a round, atomically (the resume point of the job)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table({"id": rounds.ids, "lam": [s.lam for s in rounds.states],
+                                 "window": [s.window for s in rounds.states], "attempts": rounds.attempts}), tmp)
 
-    def __init__(self, n: int):
-        self.round = 0
-        self.states = [State() for _ in range(n)]
-        self.attempts = [0] * n
-        self.ids: list[str | None] = [None] * n
 
-    def save(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.table({"id": self.ids, "lam": [s.lam for s in self.states],
-                                     "window": [s.window for s in self.states], "attempts": self.attempts}), tmp)
-
-    @classmethod
-    def load(cls, path: Path, rnd: int) -> "RoundState":
-        t = pq.read_table(path).to_pydict()
-        st = cls(len(t["id"]))
-        st.round, st.ids, st.attempts = rnd, t["id"], t["attempts"]
-        st.states = [State(a, b) for a, b in zip(t["lam"], t["window"])]
-        return st
+def load_rounds(path: Path, rnd: int) -> Rounds:
+    t = pq.read_table(path).to_pydict()
+    return Rounds(rnd, [State(a, b) for a, b in zip(t["lam"], t["window"])], t["attempts"], t["id"])
 
 
 def _latest_round(work: Path) -> tuple[int, Path] | None:
@@ -146,6 +136,43 @@ def _latest_round(work: Path) -> tuple[int, Path] | None:
 
 def _proposals_path(work: Path, rnd: int, shard: int) -> Path:
     return work / f"proposals_r{rnd:03d}" / f"shard_{shard:05d}.json"
+
+
+class SavedRounds:
+    """Algorithm 1's hooks for the job: proposals from the workers (Ray actors, or this process), each shard's kept
+    in ``work`` as it comes and reused by a rerun; claims at the workers' registry; every round saved and logged."""
+
+    def __init__(self, work: Path, texts: list[str], workers):
+        self.work, self.texts, self.workers = work, texts, workers
+        self.bar, self.t0, self.pending = None, 0.0, 0
+
+    def proposals(self, rnd: int, shards: dict[int, list[int]], rounds: Rounds) -> Iterator[list[list[str]]]:
+        todo = [j for j in shards if not _proposals_path(self.work, rnd, j).exists()]
+        fresh = self.workers.propose([(j, [self.texts[i] for i in shards[j]],
+                                       [tuple(rounds.states[i]) for i in shards[j]]) for j in todo])
+        self.t0, self.pending = time.time(), sum(map(len, shards.values()))
+        self.bar = progress(total=self.pending, desc=f"{self.work.name} round {rnd}", unit="item")
+        for j in shards:
+            path = _proposals_path(self.work, rnd, j)
+            if path.exists():
+                yield json.loads(path.read_text())
+                continue
+            cands = next(fresh)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(cands))
+            yield cands
+
+    def claim(self, pairs: list[tuple[int, list[str]]], last: set[int]) -> tuple[list[tuple[int, str]], list[int]]:
+        return self.workers.claim(pairs, last)
+
+    def round_done(self, rounds: Rounds, claimed: int, retry: int, suffixed: int) -> None:
+        self.bar.close()
+        save_rounds(rounds, self.work / f"round_{rounds.round:03d}.parquet")
+        if suffixed:
+            log.warning("%s round %d: %d item(s) had every candidate taken at the last state and took a tagged "
+                        "ID (on_exhausted: suffix)", self.work.name, rounds.round, suffixed)
+        log.info("%s round %d: %d claimed, %d retry at a higher lambda or longer window (%.1f items/s)",
+                 self.work.name, rounds.round, claimed, retry, self.pending / max(time.time() - self.t0, 1e-9))
 
 
 class RayWorkers:
@@ -218,59 +245,16 @@ def run_kind(texts: list[str], names: list[str], work: Path, cfg: IDJobConfig, w
              taken: Sequence[str] = ()) -> list[Assignment]:
     """Algorithm 1 over ``texts`` with the workers (Ray actors + registry, or this process); resumes from ``work``.
     ``taken``: IDs that exist already (add-items: the table's), which no new ID may equal."""
-    a1 = cfg.algorithm1()
     work.mkdir(parents=True, exist_ok=True)
     latest = _latest_round(work)
-    st = RoundState.load(latest[1], latest[0]) if latest else RoundState(len(texts))
+    rounds = load_rounds(latest[1], latest[0]) if latest else Rounds.start(len(texts))
     if latest:
-        log.info("%s: resuming after round %d (%d of %d assigned)", work.name, st.round,
-                 sum(i is not None for i in st.ids), len(texts))
+        log.info("%s: resuming after round %d (%d of %d assigned)", work.name, rounds.round,
+                 sum(i is not None for i in rounds.ids), len(texts))
     # The registry starts from the finished rounds; after that its claims keep it equal to the assigned IDs.
-    workers.reset(list(taken) + [x for x in st.ids if x is not None])
-    while True:
-        pending = [i for i, x in enumerate(st.ids) if x is None]
-        if not pending:
-            break
-        rnd = st.round + 1
-        by_shard: dict[int, list[int]] = {}
-        for i in pending:
-            by_shard.setdefault(i // cfg.shard_size, []).append(i)
-        todo = [j for j in sorted(by_shard) if not _proposals_path(work, rnd, j).exists()]
-        results = workers.propose([(j, [texts[i] for i in by_shard[j]], [tuple(st.states[i]) for i in by_shard[j]])
-                                   for j in todo])
-        t0, failed_all, claimed_n, suffixed = time.time(), [], 0, 0
-        bar = progress(total=len(pending), desc=f"{work.name} round {rnd}", unit="item")
-        for j in sorted(by_shard):
-            path = _proposals_path(work, rnd, j)
-            if path.exists():
-                cands = json.loads(path.read_text())
-            else:
-                cands = next(results)
-                with atomic_path(path) as tmp:
-                    tmp.write_text(json.dumps(cands))
-            last = last_chance(by_shard[j], st.states, a1)
-            claimed, failed = workers.claim(list(zip(by_shard[j], cands)), last)
-            own = dict(zip(by_shard[j], cands))
-            suffixed += sum(item in last and text not in map(normalize_id, own[item]) for item, text in claimed)
-            for item, text in claimed:
-                st.ids[item] = text
-            failed_all += failed
-            claimed_n += len(claimed)
-            bar.update(len(by_shard[j]))
-        bar.close()
-        for i in pending:
-            st.attempts[i] += 1
-        advance(failed_all, st.states, a1, names)
-        st.round = rnd
-        st.save(work / f"round_{rnd:03d}.parquet")
-        dt = time.time() - t0
-        if suffixed:
-            log.warning("%s round %d: %d item(s) had every candidate taken at the last state and took a tagged "
-                        "ID (on_exhausted: suffix)", work.name, rnd, suffixed)
-        log.info("%s round %d: %d claimed, %d retry at a higher lambda or longer window (%.1f items/s)",
-                 work.name, rnd, claimed_n, len(failed_all), len(pending) / max(dt, 1e-9))
-    return [Assignment(i, st.ids[i], st.attempts[i], penalty(st.states[i], a1), window(st.states[i], a1))
-            for i in range(len(texts))]
+    workers.reset(list(taken) + [x for x in rounds.ids if x is not None])
+    hooks = SavedRounds(work, texts, workers)
+    return run_rounds(rounds, cfg.algorithm1(), cfg.shard_size, hooks, names, lambda n: hooks.bar.update(n))
 
 
 def escalation(assignments: list[Assignment]) -> Escalation:

@@ -30,10 +30,10 @@ from infra.errors import DataError, Problems, require_file, require_writable_fil
 from infra.fingerprint import content_digest, settings_digest
 from infra.progress import progress
 from recommender.decode import ranked_items
-from recommender.prompts import EVAL_TEMPLATE, render_prompt
+from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer, prompt_history
+from seq2seq.model import load_model_and_tokenizer
 
 log = logging.getLogger("idgenrec.recommend")
 

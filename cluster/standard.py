@@ -16,93 +16,88 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 from catalog.prepare import PrepareConfig, prepare
 from catalog.sample import write_slice
+from catalog.split import MAX_HISTORY
 from catalog.store import read_catalog
+from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
+from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, run_ids
 from eval.baselines import markov_metrics, popularity_metrics, recent_metrics
 from eval.runs import TrainingRun, read_sasrec, write_sasrec
+from eval.sasrec import HELP as SASREC_HELP
 from eval.sasrec import SASRecConfig, train_sasrec
+from idgen.warmstart import HELP as WARMSTART_HELP
 from idgen.warmstart import WarmStartConfig, warmstart
 from infra.atomic import write_json
-from infra.config import config_to_args, config_to_dict, load_config
+from infra.config import config_to_args, config_to_dict, load_config, nested_help
 from infra.device import resolve_device
 from infra.fingerprint import content_digest, read_stamp, set_aside, settings_digest, step_done, write_stamp
 from pretrain.launch import launch_train
+from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
 from pretrain.train import TrainConfig, final_test, train
-from recommender.prompts import TEMPLATES
 
 log = logging.getLogger("idgenrec.standard")
-METRICS = ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
 BASELINES = {"popularity": popularity_metrics, "markov": markov_metrics, "recent": recent_metrics}
 
 
 @dataclass
 class StandardConfig:
-    """Everything the recipe does on one dataset (the recommender's own fields live in ``train_config``)."""
+    """Everything the recipe does on one dataset: its own fields, then each step's component config (YAML sections,
+    dotted flags: ``--warmstart.steps 3000``), whose defaults are the components' own. The recipe fills the
+    components' folders, and sets ``seed``, ``device``, ``heldout``, ``user_ids`` and ``max_history`` once for every
+    step that has them; the ID job reads items with the warm start's ``max_source_tokens``. The recommender's config
+    is a trainer recipe (``train_config``)."""
 
     data: Path | None = None
     out: Path | None = None
     domain: str | None = None
     users: int = 0
     heldout: list[Path] = field(default_factory=list)
-    vocab_size: int = 8000
-    generator_size: str = "mini"
-    warmstart_steps: int = 3000
-    warmstart_min_epochs: float = 20.0
-    warmstart_batch: int = 32
-    warmstart_lr: float = 3e-3
-    source_tokens: int = 64
-    max_tag_words: int = 8
-    id_actors: int = 2
-    id_window: int = 10
     user_ids: bool = False
-    max_history: int = 10
-    grounding: list[str] = field(default_factory=list)
-    templates: int = len(TEMPLATES)
-    samples_per_shard: int = 2000
+    max_history: int = MAX_HISTORY
     train_config: Path | None = None
     init_from_generator: bool = False
     procs: int = 1
-    sasrec: bool = True
-    sasrec_epochs: int = 200
+    with_sasrec: bool = True
     seed: int = 0
     device: str = "auto"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
+    ids: IDJobConfig = field(default_factory=IDJobConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+
+    FILLED: ClassVar[dict] = {  # component fields the recipe sets itself: folders, and its own fields above
+        "tokenizer": ("catalog", "out", "pretrained", "heldout", "seed"),
+        "warmstart": ("catalog", "tokenizer", "out", "heldout", "seed", "device"),
+        "ids": ("catalog", "out", "model", "max_source_tokens", "user_ids", "max_history", "device", "address"),
+        "shards": ("catalog", "ids", "out", "user_ids", "max_history", "seed", "split"),
+        "sasrec": ("catalog", "out", "seed", "device")}
 
     def check(self) -> None:
-        if self.users < 0 or self.procs < 1 or self.id_actors < 0:
-            raise ValueError("users and id_actors must be >= 0, procs >= 1")
+        if self.users < 0 or self.procs < 1:
+            raise ValueError("users must be >= 0, procs >= 1")
 
 
-HELP = {"vocab_size": "SentencePiece vocabulary size of the tokenizer trained on the catalog",
-        "warmstart_steps": "generator warm-start optimizer steps (raised by warmstart_min_epochs)",
-        "warmstart_batch": "item texts per warm-start step", "warmstart_lr": "warm-start learning rate",
-        "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",
-        "sasrec_epochs": "SASRec's most epochs (it stops early on validation)",
-        "data": "dataset folder (shared layout or a raw public format)", "out": "run folder (one subfolder per step)",
+HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": "run folder (one subfolder per step)",
         "domain": "dataset name (default: the folder's name)", "users": "a seeded slice of this many users (0: all)",
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
-        "generator_size": "ID generator size (tiny, mini, small or a YAML path)",
-        "source_tokens": "item-text tokens the generator reads",
-        "warmstart_min_epochs": "warm start for at least this many passes over the catalog (raises warmstart_steps on "
-                                "large catalogs: a fresh generator first writes frequent words for every item)",
-        "max_tag_words": "words of the warm-start targets (how long the generator's IDs are)",
-        "id_window": "Algorithm 1's first length window [1, id_window] tokens (then [w, 2w], ...)",
-        "max_history": "history items in a prompt (the most recent; 10 beat 20 on validation on all four "
-                       "quality-benchmark datasets)",
-        "grounding": "grounding tasks mixed into the shards: text_to_id, id_to_title",
-        "templates": "training prompts drawn from the first N of the 10 templates (1: only the evaluation's)",
-        "id_actors": "Ray actors for the ID job (0: in this process, no Ray)",
+        "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",
+        "max_history": "history items in a prompt (the most recent)",
         "train_config": "YAML of the recommender phase (pretrain.train fields)",
         "init_from_generator": "start the recommender from the warm-started generator (else: the train config's "
                                "init, or a fresh model of its model_size)",
         "procs": "recommender processes: > 1 runs the deepspeed launcher, 1 trains in this process",
-        "sasrec": "also train and evaluate the SASRec baseline on the same split",
-        "device": "auto (a GPU when present), cpu or cuda"}
+        "with_sasrec": "also train and evaluate the SASRec baseline on the same split",
+        "device": "auto (a GPU when present), cpu or cuda",
+        **nested_help("tokenizer", TOKENIZER_HELP), **nested_help("warmstart", WARMSTART_HELP),
+        **nested_help("ids", IDS_HELP), **nested_help("shards", SHARDS_HELP), **nested_help("sasrec", SASREC_HELP)}
 
 
 def recommender_config(cfg: StandardConfig, out: Path, base: TrainConfig | None = None) -> TrainConfig:
@@ -124,10 +119,12 @@ def _finished(folder: Path, inputs: dict[str, str]) -> None:
 
 
 def plain_settings(cfg) -> dict:
-    """A config's fields without its paths: the content behind the paths is fingerprinted on its own, so a moved
-    run folder keeps its finished steps."""
-    return {k: v for k, v in config_to_dict(cfg).items()
-            if not (isinstance(getattr(cfg, k), Path) or k in ("out", "device"))}
+    """A config's fields without its paths (lists of paths too): the content behind them is fingerprinted on its
+    own, so a moved run folder keeps its finished steps."""
+    def is_path(v) -> bool:
+        return isinstance(v, Path) or (isinstance(v, (list, tuple)) and any(isinstance(x, Path) for x in v))
+
+    return {k: v for k, v in config_to_dict(cfg).items() if not (is_path(getattr(cfg, k)) or k in ("out", "device"))}
 
 
 def _timer(seconds: dict):
@@ -173,34 +170,30 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     cat = prepare_data(cfg, seconds)
     out, timed, domain = Path(cfg.out), _timer(seconds), domain_of(cfg)
     device = str(resolve_device(cfg.device))
-    tok_cfg = TokenizerConfig(catalog=[out / "catalog"], out=out / "tokenizer", vocab_size=cfg.vocab_size,
-                              heldout=cfg.heldout, seed=cfg.seed)
+    tok_cfg = replace(cfg.tokenizer, catalog=[out / "catalog"], out=out / "tokenizer", heldout=cfg.heldout,
+                      seed=cfg.seed)
     catalog = content_digest(out / "catalog")
     inputs = {"catalog": catalog, "settings": settings_digest([plain_settings(tok_cfg), names(cfg.heldout)])}
     if _step("tokenizer", out / "tokenizer", inputs, (out / "tokenizer" / "tokenizer.json").exists()):
         timed("tokenizer", lambda: make_tokenizer(tok_cfg))
         _finished(out / "tokenizer", inputs)
-    ws_cfg = WarmStartConfig(
-        catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator", model_size=cfg.generator_size,
-        steps=cfg.warmstart_steps, min_epochs=cfg.warmstart_min_epochs, batch_size=cfg.warmstart_batch,
-        lr=cfg.warmstart_lr, max_source_tokens=cfg.source_tokens, max_tag_words=cfg.max_tag_words,
-        heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))
+    ws_cfg = replace(cfg.warmstart, catalog=[out / "catalog"], tokenizer=out / "tokenizer", out=out / "generator",
+                     heldout=cfg.heldout, seed=cfg.seed, device=device, **(warm or {}))
     inputs = {"catalog": catalog, "tokenizer": content_digest(out / "tokenizer"),
               "settings": settings_digest(plain_settings(ws_cfg))}
     if _step("generator warm start", out / "generator", inputs, (out / "generator" / "warmstart.json").exists()):
         set_aside(out / "generator")  # a generator of other inputs (or retrained by hand) is kept, not overwritten
         timed("warm start", lambda: warmstart(ws_cfg))
         _finished(out / "generator", inputs)
-    id_cfg = IDJobConfig(catalog=out / "catalog", out=out / "ids", model=out / "generator", actors=cfg.id_actors,
-                         max_source_tokens=cfg.source_tokens, user_ids=cfg.user_ids, max_history=cfg.max_history,
-                         window_width=cfg.id_window, device=device)
+    id_cfg = replace(cfg.ids, catalog=out / "catalog", out=out / "ids", model=out / "generator",
+                     max_source_tokens=ws_cfg.max_source_tokens, user_ids=cfg.user_ids, max_history=cfg.max_history,
+                     device=device)
     inputs = {"catalog": catalog, "model": content_digest(out / "generator"), "settings": id_cfg.result_hash()}
     if _step("item IDs", out / "ids", inputs, (out / "ids" / "item_ids.parquet").exists()):
         timed("item IDs", lambda: run_ids(id_cfg))  # resumes its own work only when made from the same inputs
         _finished(out / "ids", inputs)
-    sh_cfg = ShardsConfig(catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards", user_ids=cfg.user_ids,
-                          max_history=cfg.max_history, grounding=cfg.grounding, templates=cfg.templates,
-                          samples_per_shard=cfg.samples_per_shard, seed=cfg.seed)
+    sh_cfg = replace(cfg.shards, catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards",
+                     user_ids=cfg.user_ids, max_history=cfg.max_history, seed=cfg.seed)
     ids = content_digest(out / "ids", skip=["work"])
     inputs = {"catalog": catalog, "ids": ids, "settings": settings_digest(plain_settings(sh_cfg))}
     if _step("shards", out / "shards", inputs, (out / "shards" / "manifest.json").exists()):
@@ -222,12 +215,11 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
               "ours": {"test": summary.get("test_at_best"), "best": summary["best"],
                        "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
-                       "valid": next((h.get("valid") for h in summary["history"]
-                                      if h["epoch"] == summary["best"]["epoch"]), None),
+                       "valid": TrainingRun.selected_valid(summary),
                        "repeat_bias": summary.get("repeat_bias")},
               **{name: {split: metrics(cat.sequences, split) for split in ("test", "valid")}
                  for name, metrics in BASELINES.items()}}
-    if cfg.sasrec:
+    if cfg.with_sasrec:
         result["sasrec"] = _sasrec(cfg, cat, out / "sasrec", domain, device, seconds)
     result |= {"seconds": seconds, "config": config_to_dict(cfg), "train_config": config_to_dict(tcfg)}
     write_json(out / "standard.json", result)
@@ -242,7 +234,7 @@ def _train(tcfg: TrainConfig, procs: int) -> None:
 
 
 def _sasrec(cfg: StandardConfig, cat, folder: Path, domain: str, device: str, seconds: dict) -> dict:
-    sasrec_cfg = SASRecConfig(epochs=cfg.sasrec_epochs, seed=cfg.seed, device=device)
+    sasrec_cfg = replace(cfg.sasrec, seed=cfg.seed, device=device)
     inputs = {"catalog": content_digest(Path(cfg.out) / "catalog"),
               "settings": settings_digest(plain_settings(sasrec_cfg))}
     if _step("SASRec", folder, inputs, read_sasrec(folder) is not None):

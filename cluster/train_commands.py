@@ -8,6 +8,7 @@ from cluster.alternate import HELP as ALT_HELP
 from cluster.alternate import AlternateConfig, run_alternate
 from cluster.standard import HELP as STANDARD_HELP
 from cluster.standard import StandardConfig, run_standard
+from eval.metrics import METRICS
 from infra.config import add_job
 from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
@@ -23,7 +24,7 @@ def run_alternate_command(cfg: AlternateConfig) -> None:
     result = run_alternate(cfg)
 
     def line(m: dict) -> str:
-        return "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10"))
+        return "  ".join(f"{k} {m[k]:.4f}" for k in METRICS)
 
     for r in result["rounds"]:
         print(f"round {r['round']}: valid {line(r['valid'])} | test {line(r['test'])}")
@@ -37,7 +38,7 @@ def run_standard_command(cfg: StandardConfig) -> None:
     rows = [("IDGenRec (ours)", r["ours"]["test"]), ("popularity", r["popularity"]["test"])]
     rows += [("SASRec", r["sasrec"]["test"])] if "sasrec" in r else []
     for name, m in rows:
-        print(f"  {name:16s} " + "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10")))
+        print(f"  {name:16s} " + "  ".join(f"{k} {m[k]:.4f}" for k in METRICS))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, run_ids
 from cluster.ray_session import gpu_share, start_ray, stop_ray
 from eval.evaluate import EvalConfig, evaluate
+from eval.metrics import METRICS
 from eval.runs import read_eval, write_eval
 from infra.atomic import write_json
 from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
@@ -93,7 +94,7 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
     finally:
         if started:
             stop_ray()
-    summary = {Path(d).resolve().name: {k: m[k] for k in ("users", "HR@5", "HR@10", "NDCG@5", "NDCG@10")}
+    summary = {Path(d).resolve().name: {k: m[k] for k in ("users", *METRICS)}
                | {"popularity": m.get("popularity")} for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / "zeroshot.json", summary)
     return summary

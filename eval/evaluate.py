@@ -19,10 +19,10 @@ from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
 from recommender.decode import ranked_items
-from recommender.prompts import EVAL_TEMPLATE, render_prompt
+from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import Ranked, merge_repeats, scored_histories
 from recommender.trie import Trie
-from seq2seq.model import load_model_and_tokenizer, prompt_history
+from seq2seq.model import load_model_and_tokenizer
 
 log = logging.getLogger("idgenrec.eval")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")  # what every table of the project reports, in this order
+
 
 def target_rank(ranked: Sequence, target) -> int | None:
     """1-based rank of ``target`` in ``ranked``, or None when absent."""

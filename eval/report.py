@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eval.metrics import METRICS
 from eval.runs import SASREC_FILE, TrainingRun, find, metrics_path
 from infra.atomic import atomic_path, write_json, write_text
 
-METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 PAPER = Path(__file__).with_name("paper_results.json")
 
 

@@ -98,6 +98,13 @@ class TrainingRun:
         path = self.path / self.METRICS
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
+    @staticmethod
+    def selected_valid(summary: dict) -> dict | None:
+        """The validation figures of the epoch a run selected (None when it selected none): the one lookup of
+        them, for the trainer's final test and the recipes' results."""
+        best = (summary.get("best") or {}).get("epoch")
+        return next((h.get("valid") for h in summary.get("history", []) if h["epoch"] == best), None)
+
     def best_epoch_note(self) -> tuple[int, int] | None:
         """(best epoch, epochs run) when the run selected on validation, else None."""
         if not self.done():

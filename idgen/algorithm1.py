@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Mapping, MutableMapping, MutableSequence, NamedTuple, Sequence
+from typing import (Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, MutableSequence, NamedTuple,
+                    Protocol, Sequence)
 
 from seq2seq.beam_search import DiverseBeamConfig
 
@@ -156,35 +157,104 @@ def advance(failed: list[int], states: MutableMapping[int, State] | MutableSeque
         states[item] = nxt
 
 
+@dataclass
+class Rounds:
+    """Where the rounds stand: the round just finished, each item's state, attempts and ID (None: pending). The
+    driver's whole state, so a caller that saves it after every round can resume from it."""
+
+    round: int
+    states: list[State]
+    attempts: list[int]
+    ids: list[str | None]
+
+    @classmethod
+    def start(cls, n: int) -> "Rounds":
+        return cls(0, [State() for _ in range(n)], [0] * n, [None] * n)
+
+    def assignments(self, cfg: Algorithm1Config) -> list[Assignment]:
+        return [Assignment(i, self.ids[i], self.attempts[i], penalty(self.states[i], cfg), window(self.states[i], cfg))
+                for i in range(len(self.ids))]
+
+
+class RoundHooks(Protocol):
+    """What the driver needs from where it runs (this process, or Ray actors and a registry, with saved work)."""
+
+    def proposals(self, rnd: int, shards: dict[int, list[int]], rounds: Rounds) -> Iterator[list[list[str]]]:
+        """Candidates (best first) for each shard's items at their states, shard by shard in ``shards`` order."""
+
+    def claim(self, pairs: list[tuple[int, list[str]]], last: set[int]) -> tuple[list[tuple[int, str]], list[int]]:
+        """:func:`claim_round` against every ID taken so far."""
+
+    def round_done(self, rounds: Rounds, claimed: int, retry: int, suffixed: int) -> None:
+        """After each round (save it, log it)."""
+
+
+def run_rounds(rounds: Rounds, cfg: Algorithm1Config, shard_size: int, hooks: RoundHooks,
+               names: list[str] | None = None, on_shard: Callable[[int], None] | None = None) -> list[Assignment]:
+    """Algorithm 1 in bulk-synchronous rounds from ``rounds`` (fresh or resumed): each round, the pending items
+    propose in shards of ``shard_size`` and claim in item order; failed items move to their next state."""
+    while True:
+        pending = [i for i, x in enumerate(rounds.ids) if x is None]
+        if not pending:
+            return rounds.assignments(cfg)
+        shards: dict[int, list[int]] = {}
+        for i in pending:
+            shards.setdefault(i // shard_size, []).append(i)
+        failed_all, claimed_n, suffixed = [], 0, 0
+        for items, cands in zip(shards.values(), hooks.proposals(rounds.round + 1, shards, rounds)):
+            last = last_chance(items, rounds.states, cfg)
+            claimed, failed = hooks.claim(list(zip(items, cands)), last)
+            own = dict(zip(items, cands))
+            suffixed += sum(item in last and text not in map(normalize_id, own[item]) for item, text in claimed)
+            for item, text in claimed:
+                rounds.ids[item] = text
+            failed_all += failed
+            claimed_n += len(claimed)
+            if on_shard:
+                on_shard(len(items))
+        for i in pending:
+            rounds.attempts[i] += 1
+        advance(failed_all, rounds.states, cfg, names)
+        rounds.round += 1
+        hooks.round_done(rounds, claimed_n, len(failed_all), suffixed)
+
+
+class _InMemory:
+    """Hooks for one process with no saved work: ``propose(items, state)`` for items sharing a state."""
+
+    def __init__(self, propose: Callable[[list[int], State], list[list[str]]], taken: set[str],
+                 on_round: Callable[[int, int, int], None] | None):
+        self.propose, self.taken, self.on_round = propose, taken, on_round
+
+    def proposals(self, rnd: int, shards: dict[int, list[int]], rounds: Rounds) -> Iterator[list[list[str]]]:
+        for items in shards.values():
+            by_state: dict[State, list[int]] = {}
+            for i in items:
+                by_state.setdefault(rounds.states[i], []).append(i)
+            found: dict[int, list[str]] = {}
+            for state in sorted(by_state):
+                found.update(zip(by_state[state], self.propose(by_state[state], state)))
+            yield [found[i] for i in items]
+
+    def claim(self, pairs, last):
+        return claim_round(self.taken, pairs, last)
+
+    def round_done(self, rounds: Rounds, claimed: int, retry: int, suffixed: int) -> None:
+        if self.on_round:
+            self.on_round(rounds.round, claimed, retry)
+
+
 def run_algorithm1(items: list[int], propose: Callable[[list[int], State], list[list[str]]], cfg: Algorithm1Config,
                    taken: set[str] | None = None, on_round: Callable[[int, int, int], None] | None = None,
                    names: list[str] | None = None) -> dict[int, Assignment]:
-    """Single-process driver: ``propose(items, state)`` gives candidates (best first) for items sharing a state."""
-    taken = set() if taken is None else taken
-    states = {i: State() for i in items}
-    attempts = {i: 0 for i in items}
-    result: dict[int, Assignment] = {}
-    pending, rnd = sorted(items), 0
-    while pending:
-        by_state: dict[State, list[int]] = {}
-        for i in pending:
-            by_state.setdefault(states[i], []).append(i)
-        proposals: dict[int, list[str]] = {}
-        for state in sorted(by_state):
-            group = by_state[state]
-            proposals.update(zip(group, propose(group, state)))
-        for i in pending:
-            attempts[i] += 1
-        claimed, failed = claim_round(taken, ((i, proposals[i]) for i in pending), last_chance(pending, states, cfg))
-        for c in claimed:
-            s = states[c.item]
-            result[c.item] = Assignment(c.item, c.id, attempts[c.item], penalty(s, cfg), window(s, cfg))
-        advance(failed, states, cfg, names)
-        rnd += 1
-        if on_round:
-            on_round(rnd, len(claimed), len(failed))
-        pending = failed
-    return result
+    """The same rounds in one process, over items ``0..n-1`` listed in ``items``: ``propose(items, state)`` gives
+    candidates (best first) for items sharing a state."""
+    rounds = Rounds.start(max(items, default=-1) + 1)
+    for i in set(range(len(rounds.ids))) - set(items):
+        rounds.ids[i] = ""  # not asked for: never pending
+    hooks = _InMemory(propose, set() if taken is None else taken, on_round)
+    done = run_rounds(rounds, cfg, max(len(rounds.ids), 1), hooks, names)
+    return {i: done[i] for i in items}
 
 
 def escalation_fractions(assignments: Iterable[Assignment], cfg: Algorithm1Config) -> dict[str, float]:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from catalog.split import target_positions
-
-SEPARATOR = " ; "
+from catalog.split import HISTORY_SEPARATOR, MAX_HISTORY, target_positions
 
 
 class UserKey(NamedTuple):
@@ -18,7 +16,7 @@ class UserKey(NamedTuple):
     position: int   # index of the target the ID is used to predict
 
 
-def user_id_sources(sequences: Sequence[Sequence[str]], item_ids: dict[str, str], max_history: int = 20
+def user_id_sources(sequences: Sequence[Sequence[str]], item_ids: dict[str, str], max_history: int = MAX_HISTORY
                     ) -> tuple[list[UserKey], list[str]]:
     """For every target position of every split: the key and the text (history item IDs, oldest first)."""
     keys, texts = [], []
@@ -27,5 +25,5 @@ def user_id_sources(sequences: Sequence[Sequence[str]], item_ids: dict[str, str]
         for pos in positions:
             history = seq[max(0, pos - max_history):pos]
             keys.append(UserKey(user, pos))
-            texts.append(SEPARATOR.join(item_ids[i] for i in history))
+            texts.append(HISTORY_SEPARATOR.join(item_ids[i] for i in history))
     return keys, texts

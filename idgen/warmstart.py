@@ -16,13 +16,13 @@ import torch
 
 from catalog.heldout import catalog_domains, check_unseen, dataset_name, declared_heldout, domains_seen
 from catalog.store import Catalog, read_catalog
-from catalog.tokenizer import load_tokenizer, require_same_tokenizer
 from idgen.tags import extract_tags, generator_input, word_overlap
 from infra.device import resolve_device
 from infra.progress import progress
 from seq2seq.batching import seq2seq_batch
 from seq2seq.beam_search import DiverseBeamConfig, diverse_beam_search
-from seq2seq.model import build_model, check_size, load_model_and_tokenizer, model_config, save_model, set_dropout
+from seq2seq.model import save_model, start_model
+from seq2seq.schedule import warmup_constant
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class WarmStartConfig:
     pretrained: Path | None = None
     heldout: list[Path] = field(default_factory=list)
     steps: int = 3000
-    min_epochs: float = 0.0
+    min_epochs: float = 20.0
     batch_size: int = 32
     lr: float = 3e-3
     dropout: float | None = None
@@ -111,25 +111,15 @@ def warmstart(cfg: WarmStartConfig) -> dict:
     catalogs = {str(c): read_catalog(c) for c in cfg.catalog}
     domains = {src: catalog_domains(c) for src, c in catalogs.items()}
     check_unseen(domains, {dataset_name(h) for h in cfg.heldout} | declared_heldout(catalogs.values()), "warm start")
-    tok = load_tokenizer(cfg.tokenizer)
-    if cfg.pretrained is not None:
-        model, own = load_model_and_tokenizer(cfg.pretrained)
-        require_same_tokenizer(own, f"pretrained {cfg.pretrained}", tok, f"tokenizer {cfg.tokenizer}")
-        if cfg.model_size is not None:
-            check_size(model, cfg.model_size, f"pretrained {cfg.pretrained}")
-    else:
-        mcfg = model_config(cfg.model_size or "mini")
-        mcfg.seed = cfg.seed
-        model = build_model(mcfg, tok)
-    if cfg.dropout is not None:
-        set_dropout(model, cfg.dropout)
+    model, tok = start_model(cfg.pretrained, cfg.tokenizer, cfg.model_size, "mini", cfg.seed, cfg.dropout,
+                             what="pretrained")
     model = model.to(device).train()
     seen = set().union(*domains.values(), domains_seen(cfg.tokenizer), domains_seen(cfg.pretrained))
     texts, tags, published = load_pairs(list(catalogs.values()), cfg.max_tag_words)
     steps = cfg.steps_for(len(texts))
     log.info("warm start on %d items, %d steps of %d", len(texts), steps, cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_constant(s, 1.0, steps // 10))
     rng = random.Random(cfg.seed)
     order: list[int] = []
     losses, t0 = [], time.time()

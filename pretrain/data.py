@@ -75,6 +75,11 @@ class Redraw:
     templates: int = 0
     history_crop: float = 0.0
 
+    @classmethod
+    def of(cls, seed: int, epoch: int, templates: int, history_crop: float) -> "Redraw | None":
+        """How ``epoch`` renders the prompts again (None: as the shards wrote them)."""
+        return cls(seed, epoch, templates, history_crop) if templates or history_crop else None
+
 
 def cropped_history(history: list[str], crop: float, rng: random.Random) -> list[str]:
     """``history`` (oldest first), or with probability ``crop`` only its k most recent items, k uniform in
@@ -146,7 +151,8 @@ def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
         except BaseException as e:  # handed to the consumer
             q.put((done, e))
 
-    threading.Thread(target=work, daemon=True).start()
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
 
     def consume() -> Iterator[T]:
         try:
@@ -157,7 +163,8 @@ def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
                         raise err
                     return
                 yield x
-        finally:
-            stop.set()
+        finally:  # closed or exhausted: the worker ends at its next put; wait for it, so that no thread is inside
+            stop.set()  # the tokenizer's native code when the interpreter exits (that aborted a finished run)
+            thread.join(timeout=30)
 
     return consume()

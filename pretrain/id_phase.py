@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from catalog.split import MAX_HISTORY
+
 from idgen.tags import generator_input
 from recommender.prompts import render_prompt
 
@@ -80,7 +82,7 @@ def id_phase_loss(generator, recommender, tokenizer, samples: list[IDPhaseSample
 
 
 def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, steps: int = 100,
-                    lr: float = 1e-4, batch_size: int = 16, max_history: int = 20, seed: int = 0,
+                    lr: float = 1e-4, batch_size: int = 16, max_history: int = MAX_HISTORY, seed: int = 0,
                     device: str = "auto") -> dict:
     """One generator phase: ``steps`` batches of training samples, recommender frozen; saves the generator."""
     import random

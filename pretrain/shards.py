@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from catalog.id_table import ITEM_TABLE, ids_hash, item_id_texts, table_fingerprint, user_id_texts
-from catalog.split import samples
+from catalog.split import MAX_HISTORY, samples
 from catalog.store import read_catalog
 from infra.atomic import atomic_dir
 from recommender.prompts import (GROUNDING_TASKS, PROMPT_FORMAT, TEMPLATES, grounding_prompt, pick_template,
@@ -34,7 +34,7 @@ class ShardsConfig:
     ids: list[Path] = field(default_factory=list)
     out: Path | None = None
     samples_per_shard: int = 2000
-    max_history: int = 10
+    max_history: int = MAX_HISTORY
     user_ids: bool = False
     split: str = "train"
     grounding: list[str] = field(default_factory=list)

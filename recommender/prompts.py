@@ -9,9 +9,12 @@ prompts teach what the ID words mean: an item's text -> its ID, an ID -> its tit
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Sequence
 
-ITEM_SEPARATOR = " ; "
+from catalog.split import HISTORY_SEPARATOR as ITEM_SEPARATOR
+from catalog.split import LEGACY_MAX_HISTORY
+
 PROMPT_FORMAT = "recent-first"  # recorded in shard manifests: a model is trained and evaluated on one history order
 EVAL_TEMPLATE = 0  # the first: training on the first N templates (``templates`` of the shards) always includes it
 
@@ -60,3 +63,12 @@ def grounding_prompt(task: str, item_text: str, item_id: str, title: str, max_wo
     if task == "id_to_title":
         return f"what is item {item_id} ?", " ".join(title.lower().split()[:max_words])
     raise ValueError(f"unknown grounding task {task!r}: one of {GROUNDING_TASKS}")
+
+
+def prompt_history(model_dir: Path | str, asked: int) -> int:
+    """History items per prompt: ``asked``, or with 0 as many as the model was trained with (its ``idgenrec.json``;
+    for a model without the record, what the trainer used before it recorded this). Evaluation and serving both
+    resolve it here, so that they make the same prompts."""
+    from seq2seq.model import model_meta
+
+    return asked or model_meta(model_dir).get("max_history", LEGACY_MAX_HISTORY)

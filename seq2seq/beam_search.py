@@ -159,6 +159,91 @@ def _sparse_candidates(rows: torch.Tensor, toks: torch.Tensor, vals: torch.Tenso
     return top
 
 
+@dataclass
+class _Finished:
+    """Per (item, group) the ``P`` best finished hypotheses so far: length-normalized scores, tokens, lengths."""
+
+    norm: torch.Tensor
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+
+    @classmethod
+    def empty(cls, N: int, G: int, P: int, T: int, pad_token_id: int, dev) -> "_Finished":
+        return cls(torch.full((N, G, P), float("-inf"), device=dev),
+                   torch.full((N, G, P, max(T, 1)), pad_token_id, dtype=torch.long, device=dev),
+                   torch.zeros((N, G, P), dtype=torch.long, device=dev))
+
+    def ranked(self, G: int, P: int) -> BeamResult:
+        """Every group's hypotheses of each item, best first."""
+        N, C = self.norm.shape[0], G * P
+        norm = self.norm.view(N, C)
+        order = norm.argsort(dim=1, descending=True, stable=True)
+        groups = torch.arange(G, device=norm.device).repeat_interleave(P).expand(N, C)
+        return BeamResult(
+            tokens=self.tokens.view(N, C, -1).gather(1, order[:, :, None].expand(-1, -1, self.tokens.shape[-1])),
+            lengths=self.lengths.view(N, C).gather(1, order), scores=norm.gather(1, order),
+            groups=groups.gather(1, order))
+
+
+def _candidate_scores(dec: CachedDecoder, hidden, V: int, beam_scores, done, running, step: int,
+                      cfg: DiverseBeamConfig, eos_token_id: int, banned: list[int], allowed,
+                      constraint: Constraint | None):
+    """(dense log-probabilities (N, G, P, V), or None; sparse candidates of the constraint's edges, or None), every
+    rule of the step applied: end and length window, banned tokens, repeated n-grams, the item's own tokens."""
+    N, G, P = beam_scores.shape
+    if constraint is not None:
+        alive = (beam_scores > NEG / 2) & ~done[:, :, None]
+        pair_rows, pair_toks = constraint.edges(alive.view(-1))
+        vals = dec.edge_log_probs(hidden, pair_rows, pair_toks)
+        vals = _mask_edges(pair_toks, vals, step, cfg, eos_token_id, banned)
+        if cfg.no_repeat_ngram_size:
+            ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
+            hit = torch.isin(pair_rows * V + pair_toks, ban_rows * V + ban_toks)
+            vals = vals.masked_fill(hit, float("-inf"))
+        if allowed is not None:
+            vals = vals.masked_fill(~allowed[pair_rows // (G * P), pair_toks], float("-inf"))
+        return None, _sparse_candidates(pair_rows, pair_toks, vals, N, G, P)
+    logp = dec.log_probs(hidden).view(N, G, P, V)
+    _mask_step(logp, step, cfg, eos_token_id, banned)
+    if cfg.no_repeat_ngram_size:
+        ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
+        logp.view(-1, V)[ban_rows, ban_toks] = float("-inf")
+    if allowed is not None:
+        logp.masked_fill_(~allowed[:, None, None, :], float("-inf"))
+    return logp, None
+
+
+def _group_top(g: int, logp, sparse, beam_scores, counts, penalty: float):
+    """(scores, source beam, token) of group ``g``'s 2P best candidates, earlier groups' tokens penalized."""
+    if sparse is not None:
+        return sparse(g, beam_scores, counts, penalty)
+    N, _, P, V = logp.shape
+    s = logp[:, g] + beam_scores[:, g, :, None]
+    if penalty and g:  # plain beam search (one group, or no penalty) skips this pass
+        s -= penalty * counts[:, None, :]
+    top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
+    return top_s, top_i // V, top_i % V
+
+
+def _finish_candidates(fin: _Finished, g: int, top_s, beam, tok, live, running, row_base, step: int,
+                       alpha: float, eos_token_id: int) -> None:
+    """Group ``g``'s finished hypotheses: those kept so far and this step's end tokens among its first P
+    candidates, the P best by length-normalized score."""
+    N, twoP = top_s.shape
+    P, dev = twoP // 2, top_s.device
+    rank = torch.arange(twoP, device=dev)
+    add = (tok == eos_token_id) & (rank < P) & (top_s > NEG / 2) & live[:, None]
+    cand_norm = torch.where(add, top_s / float(step + 1) ** alpha, torch.tensor(float("-inf"), device=dev))
+    cand_tokens = running[(row_base[:, g, None] + beam).view(-1)].view(N, twoP, -1)
+    all_norm = torch.cat([fin.norm[:, g], cand_norm], dim=1)
+    all_tokens = torch.cat([fin.tokens[:, g], cand_tokens], dim=1)
+    all_len = torch.cat([fin.lengths[:, g], torch.full((N, twoP), step, device=dev, dtype=torch.long)], dim=1)
+    best_norm, best_idx = all_norm.topk(P, dim=1)
+    fin.norm[:, g] = best_norm
+    fin.tokens[:, g] = all_tokens.gather(1, best_idx[:, :, None].expand(-1, -1, all_tokens.shape[-1]))
+    fin.lengths[:, g] = all_len.gather(1, best_idx)
+
+
 @torch.inference_mode()
 def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DiverseBeamConfig,
                         eos_token_id: int, pad_token_id: int, banned_token_ids: list[int] | None = None,
@@ -172,15 +257,12 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
     banned = sorted(set(banned_token_ids if banned_token_ids is not None else [pad_token_id]) - {eos_token_id})
     dec = CachedDecoder(model, input_ids, attention_mask, G * P)
     V = model.lm_head.weight.shape[0]
-    alpha = cfg.length_penalty
     allowed = source_vocabulary(input_ids, attention_mask, V, eos_token_id) if cfg.copy_source else None
 
     beam_scores = torch.full((N, G, P), NEG, device=dev)
     beam_scores[:, :, 0] = 0.0  # identical start beams: only the first may extend, as in HuggingFace
     running = torch.full((N * G * P, max(T, 1)), pad_token_id, dtype=torch.long, device=dev)
-    fin_norm = torch.full((N, G, P), float("-inf"), device=dev)
-    fin_tokens = torch.full((N, G, P, max(T, 1)), pad_token_id, dtype=torch.long, device=dev)
-    fin_len = torch.zeros((N, G, P), dtype=torch.long, device=dev)
+    fin = _Finished.empty(N, G, P, T, pad_token_id, dev)
     done = torch.zeros((N, G), dtype=torch.bool, device=dev)
     rank = torch.arange(2 * P, device=dev)
     row_base = (torch.arange(N, device=dev)[:, None] * G + torch.arange(G, device=dev)[None, :]) * P  # (N, G)
@@ -188,71 +270,33 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
 
     for step in range(T + 1):
         hidden = dec.step(last)
-        if constraint is not None:
-            alive = (beam_scores > NEG / 2) & ~done[:, :, None]
-            pair_rows, pair_toks = constraint.edges(alive.view(-1))
-            vals = dec.edge_log_probs(hidden, pair_rows, pair_toks)
-            vals = _mask_edges(pair_toks, vals, step, cfg, eos_token_id, banned)
-            if cfg.no_repeat_ngram_size:
-                ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
-                hit = torch.isin(pair_rows * V + pair_toks, ban_rows * V + ban_toks)
-                vals = vals.masked_fill(hit, float("-inf"))
-            if allowed is not None:
-                vals = vals.masked_fill(~allowed[pair_rows // (G * P), pair_toks], float("-inf"))
-            sparse = _sparse_candidates(pair_rows, pair_toks, vals, N, G, P)
-        else:
-            logp = dec.log_probs(hidden).view(N, G, P, V)
-            _mask_step(logp, step, cfg, eos_token_id, banned)
-            if cfg.no_repeat_ngram_size:
-                ban_rows, ban_toks = repeat_bans(running, step, cfg.no_repeat_ngram_size)
-                logp.view(-1, V)[ban_rows, ban_toks] = float("-inf")
-            if allowed is not None:
-                logp.masked_fill_(~allowed[:, None, None, :], float("-inf"))
-            sparse = None
+        logp, sparse = _candidate_scores(dec, hidden, V, beam_scores, done, running, step, cfg, eos_token_id,
+                                         banned, allowed, constraint)
         counts = torch.zeros((N, V), device=dev) if cfg.diversity_penalty and G > 1 else None
         new_scores = beam_scores.clone()
         new_rows = row_base[:, :, None] + torch.arange(P, device=dev)  # default: stay (done groups)
         new_tok = torch.full((N, G, P), pad_token_id, dtype=torch.long, device=dev)
         for g in range(G):
             live = ~done[:, g]  # (N,)
-            if sparse is not None:
-                top_s, beam, tok = sparse(g, beam_scores, counts, cfg.diversity_penalty)
-            else:
-                s = logp[:, g] + beam_scores[:, g, :, None]
-                if cfg.diversity_penalty and g:  # plain beam search (one group, or no penalty) skips this pass
-                    s -= cfg.diversity_penalty * counts[:, None, :]
-                top_s, top_i = s.view(N, P * V).topk(2 * P, dim=1)
-                beam, tok = top_i // V, top_i % V
-            valid = top_s > NEG / 2
-            is_eos = tok == eos_token_id
-            # finished hypotheses: end token within the group's first P candidates
-            add = is_eos & (rank < P) & valid & live[:, None]
-            cand_norm = torch.where(add, top_s / float(step + 1) ** alpha, torch.tensor(float("-inf"), device=dev))
-            src_rows = row_base[:, g, None] + beam  # (N, 2P)
-            cand_tokens = running[src_rows.view(-1)].view(N, 2 * P, -1)
-            all_norm = torch.cat([fin_norm[:, g], cand_norm], dim=1)
-            all_tokens = torch.cat([fin_tokens[:, g], cand_tokens], dim=1)
-            all_len = torch.cat([fin_len[:, g], torch.full((N, 2 * P), step, device=dev, dtype=torch.long)], dim=1)
-            best_norm, best_idx = all_norm.topk(P, dim=1)
-            fin_norm[:, g] = best_norm
-            fin_tokens[:, g] = all_tokens.gather(1, best_idx[:, :, None].expand(-1, -1, all_tokens.shape[-1]))
-            fin_len[:, g] = all_len.gather(1, best_idx)
+            top_s, beam, tok = _group_top(g, logp, sparse, beam_scores, counts, cfg.diversity_penalty)
+            _finish_candidates(fin, g, top_s, beam, tok, live, running, row_base, step, cfg.length_penalty,
+                               eos_token_id)
             # continuing beams: the first P candidates that are not the end token
-            keep = ~is_eos & valid
+            keep = (tok != eos_token_id) & (top_s > NEG / 2)
             order = torch.where(keep, rank, rank + 2 * P).argsort(dim=1)[:, :P]
             chosen_ok = keep.gather(1, order) & live[:, None]
-            chosen_s = torch.where(chosen_ok, top_s.gather(1, order), torch.tensor(NEG, device=dev))
             chosen_tok = tok.gather(1, order)
             live_rows = live[:, None].expand(-1, P)
+            chosen_s = torch.where(chosen_ok, top_s.gather(1, order), torch.tensor(NEG, device=dev))
             new_scores[:, g] = torch.where(live_rows, chosen_s, beam_scores[:, g])
             new_rows[:, g] = torch.where(live_rows, row_base[:, g, None] + beam.gather(1, order), new_rows[:, g])
             new_tok[:, g] = torch.where(chosen_ok, chosen_tok, torch.full_like(chosen_tok, pad_token_id))
             if counts is not None:
                 counts.scatter_add_(1, chosen_tok, chosen_ok.float())
         beam_scores = new_scores
-        full = torch.isfinite(fin_norm).all(dim=-1)
-        bound = beam_scores.max(dim=-1).values / float(T + 1) ** alpha  # best any running beam could still reach
-        enough = full if cfg.early_stopping else full & (fin_norm.min(dim=-1).values >= bound)
+        full = torch.isfinite(fin.norm).all(dim=-1)
+        bound = beam_scores.max(dim=-1).values / float(T + 1) ** cfg.length_penalty  # best a running beam can reach
+        enough = full if cfg.early_stopping else full & (fin.norm.min(dim=-1).values >= bound)
         done |= enough | (step >= T)
         if bool(done.all()):
             break
@@ -263,11 +307,4 @@ def diverse_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Te
         running = running[rows]
         running[:, step] = new_tok.view(-1)
         last = new_tok.view(-1)
-
-    C = G * P
-    norm = fin_norm.view(N, C)
-    order = norm.argsort(dim=1, descending=True, stable=True)
-    groups = torch.arange(G, device=dev).repeat_interleave(P).expand(N, C)
-    return BeamResult(
-        tokens=fin_tokens.view(N, C, -1).gather(1, order[:, :, None].expand(-1, -1, fin_tokens.shape[-1])),
-        lengths=fin_len.view(N, C).gather(1, order), scores=norm.gather(1, order), groups=groups.gather(1, order))
+    return fin.ranked(G, P)

@@ -8,13 +8,12 @@ fingerprint: loading checks that the two still belong together.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import infra  # noqa: E402,F401  (keeps the model hub offline before transformers loads)
 
 SIZES_DIR = Path(__file__).resolve().parent / "sizes"
 MODEL_META = "idgenrec.json"
@@ -103,6 +102,39 @@ def load_model(path: Path | str):
     return T5ForConditionalGeneration.from_pretrained(str(path), local_files_only=True)
 
 
+def seq2seq_loss(output, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """The model's own cross-entropy, or a label-smoothed one over the same target tokens."""
+    if not label_smoothing:
+        return output.loss
+    logits = output.logits.float()
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100,
+                                             label_smoothing=label_smoothing)
+
+
+def start_model(init: Path | str | None, tokenizer: Path | str | None, size: str | Path | None, default_size: str,
+                seed: int, dropout: float | None = None, what: str = "init"):
+    """(model, tokenizer) a training starts from, in training mode: the local checkpoint ``init`` (with its own
+    tokenizer; a ``tokenizer`` or ``size`` also named must agree with it), else a fresh model of ``size``
+    (``default_size`` when None) seeded with ``seed``, over the tokenizer in ``tokenizer``. With ``dropout``, every
+    dropout at that rate (a loaded checkpoint comes in eval mode, where its dropout would silently be off)."""
+    from catalog.tokenizer import load_tokenizer, require_same_tokenizer
+
+    if init is None:
+        tok = load_tokenizer(tokenizer)
+        mcfg = model_config(size or default_size)
+        mcfg.seed = seed
+        model = build_model(mcfg, tok)
+    else:
+        model, tok = load_model_and_tokenizer(init)
+        if tokenizer is not None:
+            require_same_tokenizer(tok, f"{what} {init}", load_tokenizer(tokenizer), f"tokenizer {tokenizer}")
+        if size is not None:
+            check_size(model, size, f"{what} {init}")
+    if dropout is not None:
+        set_dropout(model, dropout)
+    return model.train(), tok
+
+
 def load_model_and_tokenizer(path: Path | str):
     """(model, tokenizer) from one directory, checked to belong together: the tokenizer is the one the model was
     saved with (fingerprint in ``idgenrec.json``) and fits the model's embedding table."""
@@ -124,13 +156,6 @@ def model_meta(path: Path | str) -> dict:
     the same way."""
     meta = Path(path) / MODEL_META
     return json.loads(meta.read_text()) if meta.is_file() else {}
-
-
-def prompt_history(model_dir: Path | str, asked: int) -> int:
-    """History items per prompt: ``asked``, or with 0 as many as the model was trained with (its ``idgenrec.json``;
-    20, the trainer's default before it recorded this, for a model without the record). Evaluation and serving both
-    resolve it here, so that they make the same prompts."""
-    return asked or model_meta(model_dir).get("max_history", 20)
 
 
 def check_vocabulary(model, tokenizer, where: str) -> None:

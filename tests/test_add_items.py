@@ -68,6 +68,7 @@ def test_new_ids_are_unique_old_ones_untouched_and_a_rerun_changes_nothing(base,
         run_add_items(AddItemsConfig(ids=ids, items=items, existing="error"))
 
 
+@pytest.mark.slow
 def test_same_ids_in_this_process_and_on_ray_actors(base, collide_catalog, tmp_path):
     tables = []
     for actors in (0, 2):

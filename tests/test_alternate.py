@@ -3,19 +3,25 @@ ID-only ablation (the recommender is never trained)."""
 import json
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from cluster.alternate import AlternateConfig, run_alternate
+from cluster.idjob import IDJobConfig
+from pretrain.shards import ShardsConfig
 from pretrain.train import TrainConfig, initial_model
 from seq2seq.model import load_model
+
+pytestmark = pytest.mark.slow  # the deepspeed launcher and Ray, every round
 
 
 def _cfg(tmp_path, collide_catalog, tiny_generator, **kw):
     train_cfg = tmp_path / "train.yaml"
     train_cfg.write_text("model_size: tiny\nmicro_batch: 8\nepochs: 1\nlr: 0.003\neval_beams: 10\n")
     return AlternateConfig(catalog=collide_catalog, generator=tiny_generator, out=tmp_path / "run",
-                           train_config=train_cfg, rounds=2, actors=1, procs=2, generator_steps=3, generator_lr=1e-3,
-                           generator_batch_size=4, groups=4, samples_per_shard=16, device="cpu", **kw)
+                           train_config=train_cfg, rounds=2, procs=2, generator_steps=3, generator_lr=1e-3,
+                           generator_batch_size=4, ids=IDJobConfig(actors=1, groups=4),
+                           shards=ShardsConfig(samples_per_shard=16), device="cpu", **kw)
 
 
 def _check_selection(result):

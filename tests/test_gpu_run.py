@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, shared_dataset
+
+pytestmark = pytest.mark.slow  # the whole GPU run at smoke sizes
 
 BLOCKED = ("import runpy, sys; sys.modules['deepspeed'] = sys.modules['ray'] = None; "
            "sys.argv = ['gpu_run.py'] + sys.argv[1:]; runpy.run_path('bench/gpu_run.py', run_name='__main__')")

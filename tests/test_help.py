@@ -55,12 +55,12 @@ def test_demo_size_and_lr_reach_the_generator_and_the_recommender():
 
     args = build_parser().parse_args(["demo", "--size", str(REPO / "configs" / "size_d64.yaml"), "--lr", "5e-3"])
     standard, recommender = demo_configs(args)
-    assert (standard.generator_size, standard.warmstart_lr, recommender.lr) == (args.size, 5e-3, 5e-3)
+    assert (standard.warmstart.model_size, standard.warmstart.lr, recommender.lr) == (args.size, 5e-3, 5e-3)
     assert standard.init_from_generator  # the recommender has the generator's size
-    sizes = [model_config(s).d_model for s in ("tiny", standard.generator_size, "mini")]
+    sizes = [model_config(s).d_model for s in ("tiny", standard.warmstart.model_size, "mini")]
     assert sizes == [32, 64, 128]
     default, _ = demo_configs(build_parser().parse_args(["demo"]))
-    assert default.generator_size == "tiny"
+    assert default.warmstart.model_size == "tiny"
 
 
 def test_every_flag_says_what_it_does():

@@ -17,6 +17,8 @@ from cluster.idjob import IDJobConfig, run_ids
 from cluster.ray_session import ensure_token
 from tests.crash import kill_when, pids_named
 
+pytestmark = pytest.mark.slow  # local Ray clusters, killed actors and drivers
+
 REPO = Path(__file__).resolve().parents[1]
 
 

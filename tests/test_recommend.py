@@ -92,6 +92,7 @@ def test_bad_histories_name_the_line_or_are_counted(served, word_ids, tmp_path):
         RecommendConfig(k=30, beams=20).check()
 
 
+@pytest.mark.slow
 def test_ray_actors_give_the_same_lines_and_resume(served, word_ids, tmp_path):
     """2 actors in a real local Ray: the same lines in input order as one process; a rerun keeps finished chunks."""
     from cluster.recommend import plan_hash, read_histories

@@ -10,6 +10,7 @@ import pytest
 
 from catalog.id_table import ITEM_TABLE, read_id_table
 from catalog.sample import SAMPLE_DIR
+from catalog.tokenizer import TokenizerConfig
 from cluster.add_items import AddItemsConfig, run_add_items
 from cluster.idjob import IDJobConfig, run_ids
 from cluster.recommend import RecommendConfig, plan_hash
@@ -108,19 +109,20 @@ def test_training_refuses_checkpoints_of_other_inputs(tiny_generator, other_gene
         train(replace(cfg, max_steps=4))
 
 
+@pytest.mark.slow
 def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
     """A tiny `idgenrec standard` run; then again with a generator trained longer into the same folder: the IDs, the
     shards and the recommender run again (the old models kept aside), the steps before it are skipped."""
-    std = StandardConfig(data=SAMPLE_DIR / "Toys", out=tmp_path / "std", users=60, vocab_size=600,
-                         generator_size="tiny", warmstart_steps=300, warmstart_min_epochs=0, warmstart_batch=16,
-                         warmstart_lr=1e-2, id_actors=0, sasrec=False, device="cpu")
+    std = StandardConfig(data=SAMPLE_DIR / "Toys", out=tmp_path / "std", users=60, with_sasrec=False, device="cpu",
+                         tokenizer=TokenizerConfig(vocab_size=600), ids=IDJobConfig(actors=0),
+                         warmstart=WarmStartConfig(model_size="tiny", steps=300, min_epochs=0, batch_size=16, lr=1e-2))
     rec = TrainConfig(model_size="tiny", engine="torch", zero_stage=0, micro_batch=16, epochs=1, save_every=10 ** 6,
                       valid_max_users=20, test_max_users=20, eval_beams=10, eval_batch_size=32)
     first = run_standard(std, rec)
     assert first["ours"]["test"]["users"] == 20 and first["ours"]["test"]["partial"]
     ids_before = read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)
     catalog_stamp = (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes()
-    run_standard(replace(std, warmstart_steps=400))  # the generator trained longer, into the same run folder
+    run_standard(replace(std, warmstart=replace(std.warmstart, steps=400)))  # trained longer, in the same folder
     assert (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes() == catalog_stamp  # steps before: skipped
     assert (tmp_path / "std" / "generator.stale-1" / "warmstart.json").exists()  # the old generator kept aside
     assert read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)["id"] != ids_before["id"]

@@ -77,6 +77,7 @@ def dense_slice(top_items: int = 1000, min_len: int = 4):
     return seqs, sorted(keep)
 
 
+@pytest.mark.slow
 def test_sasrec_beats_popularity_on_validation():
     seqs, items = dense_slice()
     result = train_sasrec(seqs, items, SASRecConfig(epochs=8, batch_size=256, max_len=20, device="cpu"))

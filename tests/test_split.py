@@ -1,6 +1,6 @@
 import pytest
 
-from catalog.split import samples, skipped_users, target_positions
+from catalog.split import MAX_HISTORY, samples, skipped_users, target_positions
 
 
 def test_exact_positions():
@@ -37,7 +37,7 @@ def test_targets_never_in_their_own_history_and_splits_disjoint():
     seq = list(range(12))
     for split in ("train", "valid", "test"):
         for s in samples([seq], split):
-            assert s.target not in s.history and s.history == tuple(seq[max(0, s.position - 20):s.position])
+            assert s.target not in s.history and s.history == tuple(seq[max(0, s.position - MAX_HISTORY):s.position])
     positions = {split: {s.position for s in samples([seq], split)} for split in ("train", "valid", "test")}
     assert positions["train"].isdisjoint(positions["valid"] | positions["test"])
 

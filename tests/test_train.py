@@ -31,6 +31,7 @@ def _launch_args(shards, tok, out, *extra) -> list:
 
 PORT = ["--master_port", 29500 + os.getpid() % 1000]
 ONE_PROCESS_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+LINEAR = ("--anneal-patience", "0")  # the linear decay over the whole run (or its time budget), not the default
 
 
 def _launch(shards, tok, out, *extra, procs=2):
@@ -62,6 +63,7 @@ def test_shards_manifest_and_determinism(shards, collide_catalog, word_ids, tmp_
         assert (again / s["name"]).read_bytes() == (shards / s["name"]).read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_two_ranks_each_sample_once_per_epoch(shards, sample_tokenizer_dir, tmp_path, stage):
     run = _launch(shards, sample_tokenizer_dir, tmp_path, "--zero-stage", str(stage), "--epochs", "2",
@@ -80,6 +82,7 @@ def test_two_ranks_each_sample_once_per_epoch(shards, sample_tokenizer_dir, tmp_
     assert weights and all(v.numel() > 0 for v in weights.values())  # full (gathered) parameters under ZeRO-3
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
     """The launcher and both ranks are SIGKILLed (from outside, as a crash) after the checkpoint of step 20 (epoch 1
     of 3, 15 steps each); the same command resumes from the newest checkpoint and ends with the same parameters."""
@@ -99,6 +102,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("select", [False, True], ids=["bias-after-training", "select-with-repeats"])
 def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_catalog, word_ids, tmp_path, select):
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
@@ -139,8 +143,9 @@ def _torch_engine(shards, tok, out, *extra):
                           env=ONE_PROCESS_ENV)
 
 
+@pytest.mark.slow
 def test_torch_engine_kill_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
-    args = ("--epochs", "3", "--save-every", "4", "--grad-accum", "2")  # 15 optimizer steps an epoch
+    args = ("--epochs", "3", "--save-every", "4", "--grad-accum", "2", *LINEAR)  # 15 optimizer steps an epoch
     full = _torch_engine(shards, sample_tokenizer_dir, tmp_path / "full", *args)
     assert full.returncode == 0, full.stderr[-3000:]
     run = tmp_path / "resumed"
@@ -161,7 +166,7 @@ def test_torch_engine_kill_then_resume_equals_uninterrupted(shards, sample_token
 
 
 def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer_dir, tmp_path):
-    run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "50", "--time-budget-s", "0.001")
+    run = _torch_engine(shards, sample_tokenizer_dir, tmp_path, "--epochs", "50", "--time-budget-s", "0.001", *LINEAR)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stopped_early"].startswith("time budget") and len(summary["history"]) == 1
@@ -184,7 +189,8 @@ def _held_then_annealed(out, stderr: str, anneal_steps: int, epochs: int, steps_
         assert len(lrs) == epochs * steps_per_epoch and f"annealing over the last {anneal_steps} steps" in stderr
 
 
-PLATEAU = ("--warmup-steps", "2", "--anneal-patience", "1", "--anneal-epochs", "0.5", "--anneal-from-best")
+PLATEAU = ("--warmup-steps", "2", "--warmup-ratio", "0", "--anneal-patience", "1", "--anneal-epochs", "0.5",
+           "--anneal-from-best")
 
 
 def test_plateau_schedule_anneals_once_validation_stalls_and_ends_with_the_anneal(shards, sample_tokenizer_dir,
@@ -195,6 +201,7 @@ def test_plateau_schedule_anneals_once_validation_stalls_and_ends_with_the_annea
     _held_then_annealed(tmp_path, run.stderr, 15, 6, 30)
 
 
+@pytest.mark.slow
 def test_plateau_schedule_under_deepspeed_with_two_ranks(shards, sample_tokenizer_dir, collide_catalog, word_ids,
                                                         tmp_path):
     run = _launch(shards, sample_tokenizer_dir, tmp_path, "--zero-stage", "2", "--epochs", "4", *PLATEAU,

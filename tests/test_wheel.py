@@ -11,6 +11,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds and installs a wheel
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +51,6 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     _run([*cli, "prepare", "--data", sample, "--out", "cat"], work, env)
     _run([*cli, "tokenizer", "--catalog", "cat", "--out", "tok", "--vocab-size", "300"], work, env)
     out = _run([*cli, "idgen-warmstart", "--catalog", "cat", "--tokenizer", "tok", "--out", "gen", "--model-size",
-                "tiny", "--steps", "3", "--batch-size", "4", "--device", "cpu"], work, env)
+                "tiny", "--steps", "3", "--min-epochs", "0", "--batch-size", "4", "--device", "cpu"], work, env)
     assert "warm start:" in out and (work / "gen" / "model.safetensors").is_file()
     _run([*cli, "report", work, "--out", "rep"], work, env)  # reads eval/paper_results.json from the package

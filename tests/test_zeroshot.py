@@ -9,6 +9,8 @@ from cluster.zeroshot import ZeroShotConfig, run_zeroshot
 from seq2seq.model import build_model, model_config, save_model
 from tests.conftest import write_shared
 
+pytestmark = pytest.mark.slow  # Ray tasks and ID jobs
+
 
 def _domain(tmp_path, name, words, users):
     return write_shared(tmp_path / name, {f"{name[0]}{n}": [f"{name}{(n + k) % len(words)}" for k in range(4)]

@@ -1,0 +1,89 @@
+"""Model selection on validation, never on test: each epoch's validation, the best epoch kept in ``best/``, the
+repeat bias chosen on validation, and the one test of the selected model."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from catalog.split import LEGACY_MAX_HISTORY
+from eval.metrics import METRICS
+from pretrain.config import TrainConfig
+from seq2seq.schedule import run_done
+
+log = logging.getLogger("idgenrec.train")
+
+
+def check_lineage(cfg: TrainConfig) -> None:
+    """Validation must use the IDs the shards were built from (a model is never selected on IDs it did not learn),
+    and the shards' prompts the history order evaluation writes."""
+    from catalog.id_table import ids_hash
+    from pretrain.shards import check_prompt_format, read_manifest
+
+    check_prompt_format(cfg.shards)
+    if cfg.valid_ids is None:
+        return
+    built = {t["ids_hash"]: t["ids"] for t in read_manifest(cfg.shards).get("id_tables", [])}
+    if not built:
+        log.warning("%s: the manifest does not record its ID tables (older shards): lineage not checked", cfg.shards)
+        return
+    mine = ids_hash(cfg.valid_ids)
+    if mine not in built:
+        raise ValueError(f"valid_ids {cfg.valid_ids} (IDs {mine}) are not the IDs the shards {cfg.shards} were built "
+                         f"from ({', '.join(f'{p} = {h}' for h, p in built.items())}): the model would be selected on "
+                         "IDs it never learned")
+
+
+def validates(cfg: TrainConfig, epoch: int, elapsed_s: float, stopped: bool) -> bool:
+    """Whether the epoch just ended is validated: the last one always, the others from ``valid_from`` of the run
+    on (of its epochs, or of its time budget, whichever is further)."""
+    if epoch + 1 >= cfg.epochs or stopped:
+        return True
+    budget = (lambda: elapsed_s / cfg.time_budget_s) if cfg.time_budget_s else None
+    return run_done(epoch + 1, cfg.epochs, budget) >= cfg.valid_from
+
+
+def keep_best(src: Path, dst: Path) -> None:
+    """Copy an epoch's export over ``best/`` atomically."""
+    from infra.atomic import atomic_dir
+
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+def selection_repeats(cfg: TrainConfig) -> dict:
+    """What each epoch's validation passes to the evaluation: the repeat-bias grid with ``select_with_repeats``."""
+    if cfg.select_with_repeats and cfg.eval_repeat_bias_grid:
+        return {"repeat_bias_grid": cfg.eval_repeat_bias_grid}
+    return {}
+
+
+def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
+    """The summary's test of the selected model: first, with ``eval_repeat_bias_grid``, the repeat bias chosen on
+    validation (``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10); ``valid``: the
+    selected epoch's validation, reused when it chose the bias already (``select_with_repeats``)."""
+    out, bias = {}, None
+    if cfg.eval_repeat_bias_grid:
+        if valid is None or "repeat_bias_ndcg10" not in valid:
+            valid = evaluate_export(best, cfg, "valid", repeat_bias_grid=cfg.eval_repeat_bias_grid)
+        bias = valid["repeat_bias"]
+        out["repeat_bias"] = {"chosen": bias, "valid_ndcg10": valid["repeat_bias_ndcg10"], "valid": valid}
+        log.info("repeat bias chosen on validation: %s (NDCG@10 of each: %s)", bias, valid["repeat_bias_ndcg10"])
+    out["test_at_best"] = evaluate_export(best, cfg, "test", repeat_bias=bias)
+    return out
+
+
+def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, **repeats) -> dict:
+    """Validation (or test) of an export, with prompts made the way the shards made them."""
+    from eval.evaluate import EvalConfig, evaluate
+    from pretrain.shards import read_manifest
+
+    manifest = read_manifest(cfg.shards)
+    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
+                            split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
+                            length_penalty=cfg.eval_length_penalty,
+                            max_users=cfg.valid_max_users if split == "valid" else cfg.test_max_users,
+                            user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", LEGACY_MAX_HISTORY),
+                            device="auto", **repeats))
+    keep = ("users", "partial", *METRICS, "coverage@10", "repeat_bias", "repeat_bias_ndcg10")
+    return {k: m[k] for k in keep if k in m}
