@@ -78,9 +78,8 @@ class Job:
     t_start: float = field(default_factory=time.time)
 
     def save(self, state: RunState, tag: str) -> None:
-        """A checkpoint of every rank, then ``latest`` naming it. DeepSpeed's rank 0 writes ``latest`` before the
-        other ranks have finished their optimizer partitions: a crash in between resumed with half the optimizer
-        state missing (a silent divergence). Here ``latest`` is written, atomically, only after a barrier."""
+        """Every rank's part of a checkpoint, then (after a barrier) ``latest`` naming it: DeepSpeed's rank 0 wrote
+        ``latest`` while other ranks could still be writing their optimizer partitions."""
         client = {"idgenrec": {**asdict(state), "tokenizer_fingerprint": self.fingerprint}}
         if self.cfg.engine == "torch":  # one process: the engine writes latest after its files
             self.engine.save_checkpoint(str(self.run.checkpoints), tag=tag, client_state=client)
@@ -163,8 +162,7 @@ def resume(job: Job) -> RunState:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train epochs over the shards (resuming from the latest checkpoint), export and validate each, keep the best,
-    test it; returns (and rank 0 writes) the run's summary."""
+    """Train (resuming from the latest checkpoint), export and validate each epoch, test the best: the summary."""
     job = start(cfg)
     state = resume(job)
     job.run.path.mkdir(parents=True, exist_ok=True)
@@ -180,13 +178,15 @@ def train_epoch(job: Job, state: RunState) -> tuple[int, list, float]:
     from pretrain.data import Redraw, empty_batch, tokenized_batches
 
     cfg, epoch = job.cfg, state.epoch
+    # before the loader's thread starts: a tokenizer call sets the tokenizer's truncation and padding, so one made
+    # beside that thread could cut a batch it was tokenizing (a resumed run then diverged, now and then)
+    empty = empty_batch(job.tok, cfg.max_source_tokens, cfg.max_target_tokens)
     batches = tokenized_batches(cfg.shards, cfg.micro_batch, job.tok, cfg.max_source_tokens, cfg.max_target_tokens,
                                 cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers,
                                 Redraw.of(cfg.seed, epoch, job.templates if cfg.redraw_templates else 0,
                                           cfg.history_crop))
     for _ in range(state.micro_step):  # already done before the checkpoint we resumed from
         next(batches, None)
-    empty = empty_batch(job.tok, cfg.max_source_tokens, cfg.max_target_tokens)
     bar = progress(total=job.micro_per_epoch, initial=state.micro_step, desc=f"epoch {epoch}", unit="step",
                    disable=job.rank != 0)
     t0, seen, losses = time.time(), 0, []

@@ -83,10 +83,6 @@ def test_two_ranks_each_sample_once_per_epoch(shards, sample_tokenizer_dir, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open (issue 29): under load about half of the 2-rank DeepSpeed runs resumed "
-                   "from an identical step-20 checkpoint diverge at the first update after the resume (ZeRO 0 and 1, "
-                   "either schedule; 'latest' is now written only after every rank's files); the torch engine's "
-                   "kill-and-resume test below stays strict")
 def test_kill_minus_9_then_resume_equals_uninterrupted(shards, sample_tokenizer_dir, tmp_path):
     """The launcher and both ranks are SIGKILLed (from outside, as a crash) after the checkpoint of step 20 (epoch 1
     of 3, 15 steps each); the same command resumes from the newest checkpoint and ends with the same parameters."""
