@@ -248,7 +248,7 @@ def after_optimizer_step(job: Job, state: RunState, seen: int, losses: list, t0:
 def end_epoch(job: Job, state: RunState, seen: int, losses: list, t0: float) -> RunState:
     """Export the epoch; rank 0 validates it, keeps the best and watches for a plateau; every rank takes rank 0's
     state, anneals when asked, and checkpoints."""
-    cfg, epoch = job.cfg, state.epoch
+    epoch = state.epoch
     state.train_s += time.time() - t0
     export = job.run.export(epoch)
     export_hf(job.engine, job.tok, export, job.rank, job.export_meta)
