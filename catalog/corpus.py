@@ -2,7 +2,7 @@
 
 Item and user ids are qualified by domain (``Beauty:B00123``), so equal raw ids in two domains never collide; large
 domains are downsampled to ``max_users_per_domain`` users with the seed (the paper caps them at 30k), keeping the
-items those users touch. Which datasets are pretraining and which held out is checked: a held-out dataset that also
+items those users touch; users take turns across domains, so any first-N slice of them covers every domain. Which datasets are pretraining and which held out is checked: a held-out dataset that also
 appears in pretraining, shares more than ``max_shared_item_fraction`` of its item ids with it (a few cross-listed
 products are normal: Toys shares 1 of 11,924 ASINs with Beauty + Sports; they are counted in the stats), or is a
 known overlap (Scientific and Office_Industrial come from
@@ -10,6 +10,7 @@ the same Amazon 2018 category) is an error.
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,23 @@ def merge(catalogs: dict[str, Catalog], max_users: int, seed: int) -> Catalog:
         merged.sequences += [[f"{name}:{i}" for i in c.sequences[u]] for u in keep]
         per_domain[name] = {"users": len(keep), "users_before_cap": len(c.users), "items": len(rows),
                             "interactions": sum(len(c.sequences[u]) for u in keep)}
+    interleave_users(merged)
     merged.stats = {"domain": "corpus", "domains": per_domain, "users": len(merged.users),
                     "items": len(merged.item_ids), "interactions": merged.num_interactions, "seed": seed,
                     "max_users_per_domain": max_users}
     return merged
+
+
+def interleave_users(catalog: Catalog) -> None:
+    """Users in turns across domains (one of each, then the next of each...), each domain's in its own order: a
+    validation of the first N users (``valid_max_users``) then covers every domain, not the first one only."""
+    by_domain: dict[str, list[int]] = {}
+    for u, domain in enumerate(catalog.user_domains):
+        by_domain.setdefault(domain, []).append(u)
+    order = [u for turn in itertools.zip_longest(*by_domain.values()) for u in turn if u is not None]
+    catalog.users = [catalog.users[u] for u in order]
+    catalog.user_domains = [catalog.user_domains[u] for u in order]
+    catalog.sequences = [catalog.sequences[u] for u in order]
 
 
 def build_corpus(cfg: CorpusConfig) -> Catalog:

@@ -60,6 +60,11 @@ def write_catalog(catalog: Catalog, out: Path | str, extra_files: dict[str, str]
             (tmp / name).write_text(text, encoding="utf-8")
 
 
+def is_catalog(path: Path | str) -> bool:
+    """Whether ``path`` is a catalog directory (e.g. a corpus from ``idgenrec corpus``), not a dataset folder."""
+    return all((Path(path) / name).is_file() for name in (ITEMS_FILE, SEQUENCES_FILE, STATS_FILE))
+
+
 def read_catalog(path: Path | str) -> Catalog:
     """Load a catalog directory written by :func:`write_catalog`."""
     path = Path(path)

@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -35,9 +35,11 @@ from infra.config import config_to_dict
 from infra.device import peak_rss_mb, resolve_device
 from infra.errors import DataError
 from infra.fingerprint import changed_inputs, content_digest, read_stamp, write_stamp
+from seq2seq.model import model_meta
 from infra.progress import progress
 
 log = logging.getLogger("idgenrec.ids")
+LEGACY_SOURCE_TOKENS = 64  # what a generator without the record (e.g. a downloaded one) is read with
 
 
 @dataclass
@@ -51,7 +53,7 @@ class IDJobConfig(Algorithm1Config):
     address: str | None = None
     shard_size: int = 256
     batch_size: int = 64
-    max_source_tokens: int = 64
+    max_source_tokens: int = 0
     user_ids: bool = False
     max_history: int = MAX_HISTORY
     device: str = "auto"
@@ -81,6 +83,8 @@ HELP = {
     "actors": "generator actors (one CPU or a GPU share each); 0: generate in this process, without Ray",
     "address": "Ray cluster address (default: RAY_ADDRESS if set, else a local Ray instance)",
     "shard_size": "items per shard (the unit of work and of resume)",
+    "max_source_tokens": "item text tokens the generator reads (0: as it learned, recorded at its warm start; "
+                         f"else {LEGACY_SOURCE_TOKENS})",
     "user_ids": "also generate user IDs, one per (user, target position), from history item IDs only",
     "groups": "k: diverse beam groups (= candidates per attempt)",
     "lambda_max": "highest diversity penalty before the length window widens",
@@ -262,9 +266,18 @@ def escalation(assignments: list[Assignment]) -> Escalation:
                       window_lo=[a.window[0] for a in assignments], window_hi=[a.window[1] for a in assignments])
 
 
+def with_generator_settings(cfg: IDJobConfig) -> IDJobConfig:
+    """``max_source_tokens`` 0 resolved to the length the generator learned on (its ``idgenrec.json``): every ID job
+    that uses a generator (the recipe's, zeroshot's, add-items') then reads items the way it was trained to."""
+    if cfg.max_source_tokens:
+        return cfg
+    return replace(cfg, max_source_tokens=model_meta(cfg.model).get("max_source_tokens", LEGACY_SOURCE_TOKENS))
+
+
 def run_ids(cfg: IDJobConfig) -> dict:
     if cfg.catalog is None or cfg.out is None or cfg.model is None:
         raise ValueError("ids needs catalog, out and model")
+    cfg = with_generator_settings(cfg)
     t_start = time.time()
     cat = read_catalog(cfg.catalog)
     check_texts(cat.texts, cat.item_ids, cfg.catalog)

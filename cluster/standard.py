@@ -22,7 +22,7 @@ from pathlib import Path
 from catalog.prepare import PrepareConfig, prepare
 from catalog.sample import write_slice
 from catalog.split import MAX_HISTORY
-from catalog.store import read_catalog
+from catalog.store import is_catalog, read_catalog, write_catalog
 from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.idjob import HELP as IDS_HELP
@@ -51,7 +51,7 @@ class StandardConfig:
     """Everything the recipe does on one dataset: its own fields, then each step's component config (YAML sections,
     dotted flags: ``--warmstart.steps 3000``), whose defaults are the components' own. The recipe fills the
     components' folders, and sets ``seed``, ``device``, ``heldout``, ``user_ids`` and ``max_history`` once for every
-    step that has them; the ID job reads items with the warm start's ``max_source_tokens``. The recommender's config
+    step that has them; the ID job reads items with the generator's own ``max_source_tokens``. The recommender's config
     is a trainer recipe (``train_config``)."""
 
     data: Path | None = None
@@ -76,7 +76,7 @@ class StandardConfig:
     FILLED: ClassVar[dict] = {  # component fields the recipe sets itself: folders, and its own fields above
         "tokenizer": ("catalog", "out", "pretrained", "heldout", "seed"),
         "warmstart": ("catalog", "tokenizer", "out", "heldout", "seed", "device"),
-        "ids": ("catalog", "out", "model", "max_source_tokens", "user_ids", "max_history", "device", "address"),
+        "ids": ("catalog", "out", "model", "user_ids", "max_history", "device", "address"),
         "shards": ("catalog", "ids", "out", "user_ids", "max_history", "seed", "split"),
         "sasrec": ("catalog", "out", "seed", "device")}
 
@@ -85,7 +85,7 @@ class StandardConfig:
             raise ValueError("users must be >= 0, procs >= 1")
 
 
-HELP = {"data": "dataset folder (shared layout or a raw public format)", "out": "run folder (one subfolder per step)",
+HELP = {"data": "dataset folder (shared layout or a raw public format), or a catalog (e.g. idgenrec corpus's)", "out": "run folder (one subfolder per step)",
         "domain": "dataset name (default: the folder's name)", "users": "a seeded slice of this many users (0: all)",
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
         "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",
@@ -142,6 +142,8 @@ def prepare_data(cfg: StandardConfig, seconds: dict | None = None):
         raise ValueError("standard needs data and out")
     out, timed = Path(cfg.out), _timer({} if seconds is None else seconds)
     data = Path(cfg.data)
+    if cfg.users and is_catalog(data):
+        raise ValueError(f"{data} is a catalog: slice the dataset folders it was made from (users) instead")
     if cfg.users:
         inputs = {"data": content_digest(data), "settings": settings_digest([cfg.users, cfg.seed])}
         if _step("data slice", out / "data", inputs, (out / "data" / "user_sequence.txt").exists()):
@@ -150,7 +152,10 @@ def prepare_data(cfg: StandardConfig, seconds: dict | None = None):
         data = out / "data"
     inputs = {"data": content_digest(data), "settings": settings_digest(domain_of(cfg))}
     if _step("prepare", out / "catalog", inputs, (out / "catalog" / "stats.json").exists()):
-        timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain_of(cfg))))
+        if is_catalog(data):  # a prepared catalog, e.g. a multi-domain corpus: copied as it is
+            timed("prepare", lambda: write_catalog(read_catalog(data), out / "catalog"))
+        else:
+            timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain_of(cfg))))
         _finished(out / "catalog", inputs)
     return read_catalog(out / "catalog")
 
@@ -186,8 +191,7 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
         timed("warm start", lambda: warmstart(ws_cfg))
         _finished(out / "generator", inputs)
     id_cfg = replace(cfg.ids, catalog=out / "catalog", out=out / "ids", model=out / "generator",
-                     max_source_tokens=ws_cfg.max_source_tokens, user_ids=cfg.user_ids, max_history=cfg.max_history,
-                     device=device)
+                     user_ids=cfg.user_ids, max_history=cfg.max_history, device=device)
     inputs = {"catalog": catalog, "model": content_digest(out / "generator"), "settings": id_cfg.result_hash()}
     if _step("item IDs", out / "ids", inputs, (out / "ids" / "item_ids.parquet").exists()):
         timed("item IDs", lambda: run_ids(id_cfg))  # resumes its own work only when made from the same inputs

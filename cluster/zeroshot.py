@@ -15,8 +15,12 @@ from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, run_ids
 from cluster.ray_session import gpu_share, start_ray, stop_ray
+from catalog.id_table import item_id_texts
+from catalog.store import read_catalog
+from eval.baselines import zero_shot_baselines
 from eval.evaluate import EvalConfig, evaluate
-from eval.metrics import METRICS
+from eval.metrics import METRICS, id_quality
+from idgen.tags import generator_input
 from eval.runs import read_eval, write_eval
 from infra.atomic import write_json
 from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
@@ -35,6 +39,8 @@ class ZeroShotConfig:
     beams: int = 20
     batch_size: int = 64
     max_users: int = 0
+    copy_source: bool = False
+    repeat_bias: float | None = None
     address: str | None = None
     device: str = "auto"
 
@@ -42,6 +48,9 @@ class ZeroShotConfig:
 HELP = {"generator": "trained ID generator directory", "recommender": "trained recommender directory",
         "data": "held-out dataset folders", "out": "output folder (per-dataset caches and zeroshot.json)",
         "actors": "ID generator actors per dataset", "max_users": "evaluate the first N test users (0 = all)",
+        "copy_source": "IDs of the held-out items made of tokens of their own text only (an ID job setting)",
+        "repeat_bias": "also rank each user's history items at the model's score + this bias (the one chosen on the "
+                       "pretraining data's validation, in the recommender run's summary.json; default: off)",
         "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
 
 
@@ -55,24 +64,35 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
         prepare(PrepareConfig(data=Path(data), out=d / "catalog", domain=name))
         write_stamp(d / "catalog", inputs)
     id_cfg = IDJobConfig(catalog=d / "catalog", out=d / "ids", model=cfg.generator, actors=cfg.actors,
-                         groups=cfg.groups, device=cfg.device, gpus_per_actor=gpus_per_actor)
+                         groups=cfg.groups, copy_source=cfg.copy_source, device=cfg.device,
+                         gpus_per_actor=gpus_per_actor)
     inputs = {"catalog": content_digest(d / "catalog"), "model": content_digest(cfg.generator),
               "settings": id_cfg.result_hash()}
     if not step_done(f"{name}: item IDs", d / "ids", inputs, (d / "ids" / "item_ids.parquet").exists()):
         run_ids(id_cfg)
         write_stamp(d / "ids", inputs)
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
-               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users])}
+               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias])}
     done = read_eval(d, "test")
     if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
         return done
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
                                   beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
-                                  device=cfg.device))
+                                  repeat_bias=cfg.repeat_bias, device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
+    metrics |= held_out_figures(d, cfg.max_users)
     write_eval(d, "test", metrics)
     write_stamp(d, inputs)
     return metrics
+
+
+def held_out_figures(d: Path, max_users: int) -> dict:
+    """What a zero-shot figure is read against, on the same users: the baselines (zero-shot peers and in-domain
+    references, labelled) and the quality of the held-out catalog's IDs."""
+    cat = read_catalog(d / "catalog")
+    ids = item_id_texts(d / "ids", cat.item_ids)
+    return {"items": len(cat.item_ids), "baselines": zero_shot_baselines(cat.item_ids, cat.texts, cat.sequences, "test", max_users),
+            "id_quality": id_quality([generator_input(t) for t in cat.texts], ids)}
 
 
 def run_zeroshot(cfg: ZeroShotConfig) -> dict:
@@ -95,6 +115,7 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
         if started:
             stop_ray()
     summary = {Path(d).resolve().name: {k: m[k] for k in ("users", *METRICS)}
-               | {"popularity": m.get("popularity")} for d, m in zip(cfg.data, results)}
+               | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias")}
+               for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / "zeroshot.json", summary)
     return summary

@@ -126,3 +126,58 @@ def text_similarity_ranking(item_texts: Sequence[str], histories: Sequence[Seque
             scores[r, list(h)] = float("-inf")
         out.extend(scores.topk(min(k, scores.shape[1]), dim=1, sorted=True).indices.tolist())
     return out
+
+
+def random_metrics(items: int, users: int, ks=(5, 10)) -> dict[str, float]:
+    """The expected metrics of a uniformly random ranking of ``items`` (analytic): HR@k = k / n and
+    NDCG@k = sum over ranks r <= k of 1 / (n log2(r + 1)). The floor every zero-shot figure is read against."""
+    n = max(items, 1)
+    out: dict[str, float] = {"users": users}
+    for k in ks:
+        out[f"HR@{k}"] = min(k, n) / n
+        out[f"NDCG@{k}"] = sum(1.0 / (n * math.log2(r + 1)) for r in range(1, min(k, n) + 1))
+    return out
+
+
+def text_similarity_rankings(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
+                             split: str, k: int, max_users: int = 0, keep_history: bool = False
+                             ) -> list[list[str]]:
+    """Per ``split`` sample (the first ``max_users`` when > 0): :func:`text_similarity_ranking` over the items'
+    text, which uses no interaction beyond the user's own history. With ``keep_history`` the user's history comes
+    first, most recent first (repeat consumption), and text similarity fills the rest."""
+    row = {item: r for r, item in enumerate(item_ids)}
+    longest = max((len(s) for s in sequences), default=1)
+    todo = list(samples(sequences, split, longest))
+    todo = todo[:max_users] if max_users > 0 else todo
+    histories = [[row[i] for i in s.history] for s in todo]
+    similar = text_similarity_ranking(texts, histories, k)
+    tops = []
+    for s, rows in zip(todo, similar):
+        first = list(dict.fromkeys(reversed(s.history)))[:k] if keep_history else []
+        tops.append((first + [item_ids[r] for r in rows if item_ids[r] not in first])[:k])
+    return tops
+
+
+def zero_shot_baselines(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
+                        split: str, max_users: int = 0, ks=(5, 10)) -> dict[str, dict]:
+    """Baselines on the users a zero-shot evaluation scores (the first ``max_users`` ``split`` samples when > 0).
+    Zero-shot peers use none of the dataset's interactions beyond each user's own history: random (analytic), text
+    similarity, recent items then text similarity. In-domain references (``in_domain``: counted on this dataset's
+    training interactions, which a zero-shot model never saw): popularity, the Markov chain."""
+    from eval.metrics import leave_one_out_metrics
+
+    targets = [s.target for s in samples(sequences, split)]
+    targets = targets[:max_users] if max_users > 0 else targets
+    k = max(ks)
+
+    def scored(tops: list[list[str]], **label) -> dict:
+        return leave_one_out_metrics(tops[:len(targets)], targets, ks) | label
+
+    return {
+        "random": random_metrics(len(item_ids), len(targets), ks) | {"in_domain": False},
+        "text_similarity": scored(text_similarity_rankings(item_ids, texts, sequences, split, k, max_users),
+                                  in_domain=False),
+        "recent_then_text": scored(text_similarity_rankings(item_ids, texts, sequences, split, k, max_users, True),
+                                   in_domain=False),
+        "popularity": scored([popularity_ranking(sequences, split, k)] * len(targets), in_domain=True),
+        "markov": scored(markov_rankings(sequences, split, k), in_domain=True)}

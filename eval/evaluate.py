@@ -109,7 +109,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.repeat_bias_grid:
             bias, repeats["repeat_bias_ndcg10"] = choose_repeat_bias(beams, history, targets, cfg.repeat_bias_grid)
         repeats["repeat_bias"] = bias
-        if bias is not None:
+        if bias is not None:  # ours without it stays in the record, as its own row
+            repeats["without_repeat_bias"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)
             beams = [merge_repeats(b, h, bias) for b, h in zip(beams, history)]
     ranked = [[i for i, _ in kept] for kept in beams]
     scores = [[v for _, v in kept] for kept in beams]

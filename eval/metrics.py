@@ -46,3 +46,16 @@ def coverage(ranked_lists: Sequence[Sequence], catalog_size: int, k: int = 10) -
     """The share of the catalog that is in at least one user's top ``k``: how a collapse shows (a recommender
     that writes the same few IDs for everyone; on the Yelp slice ours recommended 36 of 13,170 items)."""
     return len({i for r in ranked_lists for i in r[:k]}) / max(catalog_size, 1)
+
+
+def id_quality(texts: Sequence[str], ids: Sequence[str]) -> dict[str, float]:
+    """How much the IDs read their items: the mean share of an ID's words that occur in the item's own text, the
+    share of IDs made only of such words, and words per ID. IDs of a held-out catalog that do not come from its
+    text (generic words, tags added to make them unique) give a zero-shot recommender nothing to read."""
+    from idgen.tags import word_overlap, words
+
+    shares = [word_overlap(text, id_) for text, id_ in zip(texts, ids)]
+    n = max(len(shares), 1)
+    return {"items": len(shares), "id_words_in_text": sum(shares) / n,
+            "ids_all_words_in_text": sum(s == 1.0 for s in shares) / n,
+            "words_per_id": sum(len(words(i)) for i in ids) / n}

@@ -69,6 +69,23 @@ def mark_unequal_users(methods: dict[str, dict]) -> None:
             methods[name]["note"] = "; ".join(x for x in (note, methods[name].get("note", "")) if x)
 
 
+BASELINE_NAMES = {"random": "Random (analytic)", "text_similarity": "Text similarity (TF-IDF, last 3 items)",
+                  "recent_then_text": "Recent items, then text similarity", "popularity": "Popularity",
+                  "markov": "Markov chain (last item's successors)"}
+
+
+def baseline_label(name: str, metrics: dict, zero_shot: bool) -> str:
+    """A baseline's row name; beside a zero-shot row, those counted on the dataset's own training interactions
+    (which the zero-shot model never saw) are labelled in-domain references."""
+    label = BASELINE_NAMES.get(name, name)
+    in_domain = metrics.get("in_domain", name in ("popularity", "markov"))
+    return f"{label} [in-domain reference]" if zero_shot and in_domain else label
+
+
+def _row(m: dict) -> dict:
+    return {k: m[k] for k in METRICS} | {"users": m["users"]}
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """{dataset: {method: {metric: value, users}}}, loss curves, and where each number came from."""
     rows: dict[str, dict[str, dict]] = {}
@@ -81,9 +98,11 @@ def collect(run_dirs: list[Path]) -> dict:
             rows[ds][label] = {k: m[k] for k in METRICS} | {
                 "users": m["users"], "file": str(metrics_path(folder, "test")),
                 "note": _training_note(folder, m.get("model"))}
-            if m.get("popularity"):
-                rows[ds][_free_label(rows[ds], "Popularity")] = {k: m["popularity"][k] for k in METRICS} | {
-                    "users": m["popularity"]["users"]}
+            if m.get("without_repeat_bias"):
+                rows[ds][_free_label(rows[ds], label + ", no repeat bias")] = _row(m["without_repeat_bias"])
+            for name, b in (m.get("baselines") or {"popularity": m.get("popularity")}).items():
+                if b:
+                    rows[ds][_free_label(rows[ds], baseline_label(name, b, bool(m.get("zero_shot"))))] = _row(b)
         for folder, s in find(run, "sasrec"):
             rows.setdefault(s["dataset"], {})["SASRec (supervised, in-domain)"] = (
                 {k: s["test"][k] for k in METRICS} | {

@@ -139,7 +139,7 @@ def warmstart(cfg: WarmStartConfig) -> dict:
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
-    save_model(model, tok, cfg.out, {"domains_seen": sorted(seen)})
+    save_model(model, tok, cfg.out, {"domains_seen": sorted(seen), "max_source_tokens": cfg.max_source_tokens})
     sample = random.Random(cfg.seed + 1).sample(range(len(texts)), min(200, len(texts)))
     ours = greedy_ids(model, tok, [texts[i] for i in sample], cfg.max_source_tokens)
     with_ref = [(o, published[i]) for o, i in zip(ours, sample) if published[i]]

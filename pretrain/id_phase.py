@@ -95,7 +95,7 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
     from infra.device import resolve_device
     from infra.progress import progress
     from recommender.prompts import pick_template
-    from seq2seq.model import load_model_and_tokenizer, save_model
+    from seq2seq.model import load_model_and_tokenizer, model_meta, save_model
 
     gen, tok = load_model_and_tokenizer(generator_dir)
     rec, rec_tok = load_model_and_tokenizer(recommender_dir)
@@ -123,5 +123,5 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     seen = domains_seen(generator_dir) | domains_seen(recommender_dir) | catalog_domains(cat)
-    save_model(gen.eval(), tok, out, {"domains_seen": sorted(seen)})
+    save_model(gen.eval(), tok, out, model_meta(generator_dir) | {"domains_seen": sorted(seen)})  # keeps its reading length
     return {"steps": steps, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
