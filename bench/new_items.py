@@ -124,7 +124,8 @@ def run(cfg: NewItemsConfig) -> dict:
     from catalog.prepare import PrepareConfig, prepare
     from catalog.split import samples
     from catalog.store import read_catalog
-    from eval.baselines import popularity_ranking, text_similarity_ranking
+    from catalog.similarity import text_similarity_ranking
+    from eval.baselines import popularity_ranking
     from eval.metrics import leave_one_out_metrics
     from eval.runs import TrainingRun
     from infra.atomic import write_json

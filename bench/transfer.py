@@ -4,7 +4,9 @@ beside the baselines a user of zero-shot recommendation would run, on the same u
     corpus (idgenrec corpus: --pretrain datasets, users capped per domain; --heldout refused as a leak)
       -> the standard recipe on the corpus (tokenizer, generator warm start, IDs, shards, the recommender selected
          on the pretraining domains' validation; its repeat bias chosen there too)
-      -> idgenrec zeroshot on every --heldout dataset (IDs for its unseen items, test, no training or tuning on it)
+      -> the text prior's weight (recommender.text_prior) chosen on the pretraining domains' validation
+      -> idgenrec zeroshot on every --heldout dataset (IDs for its unseen items, test, no training or tuning on it;
+         ours reported with the prior, without it, and as plain beams)
       -> beside ours, on the same users: random (analytic), text similarity (TF-IDF of item text to the user's
          last 3 items), recent items then text similarity (zero-shot peers: no interaction of the dataset beyond
          the user's own history); popularity and the Markov chain, labelled in-domain references (counted on the
@@ -14,7 +16,8 @@ Every step is cached under ``--out`` and keyed on the content of its inputs: a r
 Writes ``transfer.json`` (per held-out dataset: users, items, the ID quality of its catalog, and per method a
 ``test`` dict with the four metrics; plus configs and seconds) and ``table.txt``; the table is printed last.
 Defaults: Beauty, Sports, Office_Industrial and Scientific (3,000 users each) -> all of Toys and all of Yelp,
-sized for about two hours on 2 cores. ``--heldout`` takes any dataset folder in the shared layout.
+sized for about two hours on 2 cores (``--zeroshot.max-users`` scores the first N users of each for a
+quicker look). ``--heldout`` takes any dataset folder in the shared layout.
 
     python bench/transfer.py [--pretrain DIR ...] [--heldout DIR ...] [--out runs/transfer]
 """
@@ -47,7 +50,8 @@ HELDOUT = [SHARED_DATA / n for n in ("Toys", "Yelp")]
 # ../shared/paper/tables.md, Table 7 (a pretrained t5-small on a 19-domain Fusion corpus; zero-shot)
 PAPER_TABLE7 = {"Toys": {"HR@5": .0103, "HR@10": .0215, "NDCG@5": .0079, "NDCG@10": .0114},
                 "Yelp": {"HR@5": .0300, "HR@10": .0329, "NDCG@5": .0248, "NDCG@10": .0258}}
-ROWS = [("ours", "ours (zero-shot)"), ("ours_no_repeat_bias", "ours, no repeat bias"),
+ROWS = [("ours", "ours (zero-shot)"), ("ours_no_text_prior", "ours, no text prior"),
+        ("ours_beams_only", "ours, beams only"),
         ("text_similarity", "text similarity"), ("recent_then_text", "recent, then text"), ("random", "random"),
         ("popularity", "popularity [in-domain]"), ("markov", "Markov [in-domain]"),
         ("paper_table7", "paper Table 7")]
@@ -59,7 +63,8 @@ class TransferConfig:
     heldout: list[Path] = field(default_factory=lambda: list(HELDOUT))
     out: Path = Path("runs/transfer")
     users_per_domain: int = 3000
-    epochs: int = 3
+    epochs: int = 2
+    text_prior_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     train_config: Path | None = None
     device: str = "auto"
     # the foundation model: the standard recipe on the corpus (the recommender from the warm-started generator)
@@ -72,7 +77,8 @@ class TransferConfig:
 
     FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "heldout", "procs", "device",
                                            "with_sasrec", "train_config"),
-                              "zeroshot": ("generator", "recommender", "data", "out", "repeat_bias", "device")}
+                              "zeroshot": ("generator", "recommender", "data", "out", "repeat_bias", "text_prior",
+                                           "device")}
 
     def check(self) -> None:
         if not self.pretrain or not self.heldout:
@@ -87,6 +93,8 @@ HELP = {"pretrain": "pretraining dataset folders (shared layout)",
         "epochs": "recommender passes over the corpus shards (each validated on the pretraining domains)",
         "train_config": "recommender recipe (pretrain.train fields); default pretrain/recipes/quality_cpu.yaml "
                         "with this benchmark's epochs",
+        "text_prior_grid": "weights of the text-similarity prior tried on the pretraining validation (the best, "
+                           "or off, is used zero-shot; empty: no prior)",
         "device": "auto, cpu or cuda",
         **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"}),
         **nested_help("zeroshot", ZEROSHOT_HELP)}
@@ -118,12 +126,41 @@ def foundation(cfg: TransferConfig, device: str) -> dict:
     std = replace(cfg.standard, data=corpus, out=cfg.out / "foundation", domain="corpus", users=0,
                   heldout=list(cfg.heldout), procs=1, device=device, with_sasrec=False)
     recipe = load_config(TrainConfig, cfg.train_config or CPU_RECIPE)
-    return run_standard(std, replace(recipe, engine="torch", zero_stage=0, epochs=cfg.epochs, time_budget_s=0.0))
+    # step-bound (no time budget): the same seed takes the same steps on any machine; the corpus's own test (an
+    # in-domain figure, not this benchmark's) on its first 2,000 users unless the recipe sets another number
+    return run_standard(std, replace(recipe, engine="torch", zero_stage=0, epochs=cfg.epochs, time_budget_s=0.0,
+                                     test_max_users=recipe.test_max_users or 2000))
 
 
-def zero_shot(cfg: TransferConfig, device: str, found: dict) -> dict:
-    """``idgenrec zeroshot`` with the foundation model on every held-out dataset, the repeat bias chosen on the
-    pretraining validation; the zero-shot folder is named by the ID setting it used."""
+def choose_text_prior(cfg: TransferConfig, found: dict) -> dict:
+    """The text prior's weight, chosen on the pretraining domains' validation (the selected recommender, its repeat
+    bias on): the held-out datasets are never looked at. Cached on the content of the model and the corpus."""
+    from cluster.standard import recommender_config
+    from eval.runs import TrainingRun, read_eval
+    from infra.config import load_config
+    from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
+    from pretrain.config import CPU_RECIPE
+    from pretrain.selection import evaluate_export
+
+    run, out = cfg.out / "foundation", cfg.out / "foundation" / "text_prior"
+    if not cfg.text_prior_grid:
+        return {"chosen": None}
+    best = TrainingRun(run / "recommender").best
+    tcfg = recommender_config(replace(cfg.standard, data=run / "catalog", out=run), run,
+                              load_config(TrainConfig, cfg.train_config or CPU_RECIPE))
+    bias = (found["ours"].get("repeat_bias") or {}).get("chosen")
+    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
+              "settings": settings_digest([cfg.text_prior_grid, bias, tcfg.valid_max_users, tcfg.eval_beams])}
+    if not step_done("text prior", out, inputs, read_eval(out, "valid") is not None):
+        evaluate_export(best, tcfg, "valid", out=out, repeat_bias=bias, text_prior_grid=cfg.text_prior_grid)
+        write_stamp(out, inputs)
+    valid = read_eval(out, "valid")
+    return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias}
+
+
+def zero_shot(cfg: TransferConfig, device: str, found: dict, prior: dict) -> dict:
+    """``idgenrec zeroshot`` with the foundation model on every held-out dataset, the repeat bias and the text
+    prior chosen on the pretraining validation; the zero-shot folder is named by the ID setting it used."""
     from cluster.zeroshot import run_zeroshot
     from eval.runs import TrainingRun
 
@@ -131,15 +168,18 @@ def zero_shot(cfg: TransferConfig, device: str, found: dict) -> dict:
     chosen = (found["ours"].get("repeat_bias") or {}).get("chosen")
     folder = cfg.out / ("zeroshot-copy" if cfg.zeroshot.copy_source else "zeroshot")
     zs = replace(cfg.zeroshot, generator=run / "generator", recommender=TrainingRun(run / "recommender").best,
-                 data=list(cfg.heldout), out=folder, repeat_bias=chosen, device=device)
+                 data=list(cfg.heldout), out=folder, repeat_bias=chosen, text_prior=prior.get("chosen"),
+                 device=device)
     return run_zeroshot(zs)
 
 
 def dataset_rows(name: str, z: dict) -> dict:
     """One held-out dataset's methods, each with its ``test`` metrics on the same users."""
-    methods = {"ours": {"test": {k: z[k] for k in ("users", *METRICS)}, "repeat_bias": z.get("repeat_bias")}}
-    if z.get("without_repeat_bias"):
-        methods["ours_no_repeat_bias"] = {"test": z["without_repeat_bias"]}
+    methods = {"ours": {"test": {k: z[k] for k in ("users", *METRICS)}, "repeat_bias": z.get("repeat_bias"),
+                        "text_prior": z.get("text_prior")}}
+    for key, method in (("without_text_prior", "ours_no_text_prior"), ("without_repeat_bias", "ours_beams_only")):
+        if z.get(key):
+            methods[method] = {"test": z[key]}
     for method, m in (z.get("baselines") or {}).items():
         methods[method] = {"test": {k: m[k] for k in ("users", *METRICS)}, "in_domain": m["in_domain"]}
     if name in PAPER_TABLE7:
@@ -153,6 +193,8 @@ def table(results: dict) -> str:
         for key, label in ROWS:
             if key in r["methods"]:
                 m = r["methods"][key]["test"]
+                if key == "ours" and r["methods"]["ours"].get("text_prior") is not None:
+                    label = f"ours + text prior {r['methods']['ours']['text_prior']:g}"
                 rows.append(f"{name:12s} {label:24s} " + metric_cells(m) + f"  {m.get('users', '')}")
         q = r.get("id_quality") or {}
         if q:
@@ -177,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                           "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     run.phase("foundation", lambda: foundation(cfg, device))
     if "foundation" in run.results:
-        run.phase("zeroshot", lambda: zero_shot(cfg, device, run.results["foundation"]))
+        run.phase("text_prior", lambda: choose_text_prior(cfg, run.results["foundation"]))
+    if "text_prior" in run.results:
+        run.phase("zeroshot", lambda: zero_shot(cfg, device, run.results["foundation"], run.results["text_prior"]))
     run.results["heldout"] = {
         name: {"users": z["users"], "items": z.get("items"), "id_quality": z.get("id_quality"),
                "methods": dataset_rows(name, z)} for name, z in (run.results.get("zeroshot") or {}).items()}

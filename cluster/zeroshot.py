@@ -41,6 +41,7 @@ class ZeroShotConfig:
     max_users: int = 0
     copy_source: bool = False
     repeat_bias: float | None = None
+    text_prior: float | None = None
     address: str | None = None
     device: str = "auto"
 
@@ -51,6 +52,8 @@ HELP = {"generator": "trained ID generator directory", "recommender": "trained r
         "copy_source": "IDs of the held-out items made of tokens of their own text only (an ID job setting)",
         "repeat_bias": "also rank each user's history items at the model's score + this bias (the one chosen on the "
                        "pretraining data's validation, in the recommender run's summary.json; default: off)",
+        "text_prior": "add this weight x each item's text similarity to the user's last items to the beam scores "
+                      "(chosen on the pretraining data's validation; default: off)",
         "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
 
 
@@ -72,13 +75,14 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
         run_ids(id_cfg)
         write_stamp(d / "ids", inputs)
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
-               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias])}
+               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
+                                                cfg.text_prior])}
     done = read_eval(d, "test")
     if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
         return done
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
                                   beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
-                                  repeat_bias=cfg.repeat_bias, device=cfg.device))
+                                  repeat_bias=cfg.repeat_bias, text_prior=cfg.text_prior, device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
     metrics |= held_out_figures(d, cfg.max_users)
     write_eval(d, "test", metrics)
@@ -115,7 +119,8 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
         if started:
             stop_ray()
     summary = {Path(d).resolve().name: {k: m[k] for k in ("users", *METRICS)}
-               | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias")}
+               | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias",
+                                            "text_prior", "without_text_prior")}
                for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / "zeroshot.json", summary)
     return summary

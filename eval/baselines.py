@@ -8,12 +8,10 @@ test targets are businesses the user already reviewed, and this list alone beats
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import Sequence
 
-import torch
-
+from catalog.similarity import text_similarity_ranking
 from catalog.split import samples
 
 
@@ -84,48 +82,6 @@ def popularity_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10
     targets = [s.target for s in samples(sequences, split)]
     targets = targets[:max_users] if max_users > 0 else targets
     return leave_one_out_metrics([top] * len(targets), targets, ks)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def tfidf_matrix(texts: Sequence[str]) -> torch.Tensor:
-    """Sparse (texts, vocabulary) TF-IDF rows, L2-normalized: idf = log(N / df) + 1, term counts as tf."""
-    bags = [Counter(_words(t)) for t in texts]
-    df = Counter(w for b in bags for w in b)
-    vocab = {w: j for j, w in enumerate(sorted(df))}
-    n = len(texts)
-    rows, cols, vals = [], [], []
-    for i, bag in enumerate(bags):
-        weights = {w: c * (math.log(n / df[w]) + 1.0) for w, c in bag.items()}
-        norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-        for w, v in weights.items():
-            rows.append(i)
-            cols.append(vocab[w])
-            vals.append(v / norm)
-    return torch.sparse_coo_tensor([rows, cols], vals, (n, max(len(vocab), 1)), check_invariants=True).coalesce()
-
-
-def text_similarity_ranking(item_texts: Sequence[str], histories: Sequence[Sequence[int]], k: int,
-                            recent: int = 3, batch: int = 256) -> list[list[int]]:
-    """Per history (item rows, oldest first), the top-``k`` item rows by cosine similarity to the mean TF-IDF
-    vector of its last ``recent`` items, history items excluded (they would top their own list)."""
-    x = tfidf_matrix(item_texts)
-    xt = x.t().coalesce()
-    out: list[list[int]] = []
-    for start in range(0, len(histories), batch):
-        part = histories[start:start + batch]
-        q = torch.zeros(len(part), len(item_texts))
-        for r, h in enumerate(part):
-            for i in h[-recent:]:
-                q[r, i] += 1.0 / len(h[-recent:])
-        profile = torch.sparse.mm(xt, q.t()).t()            # (users, vocab): mean of the recent items' vectors
-        scores = torch.sparse.mm(x, profile.t()).t()        # (users, items)
-        for r, h in enumerate(part):
-            scores[r, list(h)] = float("-inf")
-        out.extend(scores.topk(min(k, scores.shape[1]), dim=1, sorted=True).indices.tolist())
-    return out
 
 
 def random_metrics(items: int, users: int, ks=(5, 10)) -> dict[str, float]:

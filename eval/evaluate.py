@@ -20,7 +20,9 @@ from infra.device import resolve_device
 from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
+from catalog.similarity import TextSimilarity
 from recommender.repeats import Ranked, merge_repeats, scored_histories
+from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
 
@@ -43,6 +45,9 @@ class EvalConfig:
     exclude_history: bool = False
     repeat_bias: float | None = None
     repeat_bias_grid: list[float] = field(default_factory=list)
+    text_prior: float | None = None
+    text_prior_grid: list[float] = field(default_factory=list)
+    text_candidates: int = 20
     template: int = EVAL_TEMPLATE
     max_users: int = 0
     device: str = "auto"
@@ -55,6 +60,9 @@ class EvalConfig:
         if self.repeat_bias_grid and (self.split != "valid" or self.repeat_bias is not None):
             raise ValueError("repeat_bias_grid chooses a repeat bias on the valid split (test takes the chosen "
                              "repeat_bias)")
+        if self.text_prior_grid and (self.split != "valid" or self.text_prior is not None):
+            raise ValueError("text_prior_grid chooses a text prior on the valid split (test takes the chosen "
+                             "text_prior)")
         if self.exclude_history and (self.repeat_bias is not None or self.repeat_bias_grid):
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
 
@@ -62,6 +70,10 @@ class EvalConfig:
 HELP = {"repeat_bias": "also rank the user's history items, at the model's score of their IDs + this bias "
                        "(the one validation chose, in the training run's summary.json); default: off",
         "repeat_bias_grid": "on the valid split: choose repeat_bias among these values and off, by NDCG@10",
+        "text_prior": "add this weight x the text similarity of each item to the user's last items to the beam "
+                      "scores, the most similar items joining the beams (recommender.text_prior); default: off",
+        "text_prior_grid": "on the valid split: choose text_prior among these values and off, by NDCG@10",
+        "text_candidates": "with a text prior: the most text-similar items scored by the model and merged",
         "template": "which of the 10 prompt templates the evaluation prompts use (0: the evaluation's own)",
         "model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
@@ -99,19 +111,9 @@ def evaluate(cfg: EvalConfig) -> dict:
                                        cfg.max_source_tokens, cfg.length_penalty, exclude),
                           total=len(todo), desc=f"eval {cfg.split}", unit="user"))
     targets = [s.target for s in todo]
-    repeats: dict = {}
-    if cfg.repeat_bias_grid or cfg.repeat_bias is not None:
-        tokens_of = dict(zip(cat.item_ids, tokens))
-        history = list(progress(scored_histories(model, tok, prompts, [s.history for s in todo], tokens_of,
-                                                 cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty),
-                                total=len(todo), desc=f"score {cfg.split} histories", unit="user"))
-        bias = cfg.repeat_bias
-        if cfg.repeat_bias_grid:
-            bias, repeats["repeat_bias_ndcg10"] = choose_repeat_bias(beams, history, targets, cfg.repeat_bias_grid)
-        repeats["repeat_bias"] = bias
-        if bias is not None:  # ours without it stays in the record, as its own row
-            repeats["without_repeat_bias"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)
-            beams = [merge_repeats(b, h, bias) for b, h in zip(beams, history)]
+    scoring = Scoring(model, tok, prompts, dict(zip(cat.item_ids, tokens)), cfg)
+    beams, repeats = with_repeats(cfg, scoring, beams, [s.history for s in todo], targets)
+    beams, prior = with_text_prior(cfg, scoring, beams, cat, todo, targets)
     ranked = [[i for i, _ in kept] for kept in beams]
     scores = [[v for _, v in kept] for kept in beams]
     seconds = time.time() - t0
@@ -122,7 +124,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                "partial": len(todo) < len(eligible),
                "popularity": popularity_metrics(cat.sequences, cfg.split, max_users=cfg.max_users),
                "catalog": str(cfg.catalog),
-               "model": str(cfg.model), **repeats}
+               "model": str(cfg.model), **repeats, **prior}
     write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
                                              "topk": ranked, "scores": scores})
     log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f); "
@@ -132,15 +134,79 @@ def evaluate(cfg: EvalConfig) -> dict:
     return metrics
 
 
-def choose_repeat_bias(beams: list[Ranked], history: list[Ranked], targets: list, grid: list[float]
-                       ) -> tuple[float | None, dict[str, float]]:
-    """The repeat bias (None: off) with the best NDCG@10 over these users, and NDCG@10 of every candidate; off
-    wins ties, then the smaller bias."""
+@dataclass
+class Scoring:
+    """What scores given items after each prompt (the model's beam score of their IDs): the repeat bias scores
+    the history, the text prior its candidates."""
+
+    model: object
+    tok: object
+    prompts: list[str]
+    tokens_of: dict
+    cfg: EvalConfig
+
+    def score(self, items: list, desc: str) -> list[Ranked]:
+        c = self.cfg
+        return list(progress(scored_histories(self.model, self.tok, self.prompts, items, self.tokens_of,
+                                              c.batch_size, c.max_source_tokens, c.length_penalty),
+                             total=len(items), desc=f"score {c.split} {desc}", unit="user"))
+
+
+def with_repeats(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], histories: list, targets: list
+                 ) -> tuple[list[Ranked], dict]:
+    """The beams with the user's history items merged at the chosen (or given) repeat bias, and the record."""
+    if not cfg.repeat_bias_grid and cfg.repeat_bias is None:
+        return beams, {}
+    history = scoring.score(histories, "histories")
+    bias, record = cfg.repeat_bias, {}
+    if cfg.repeat_bias_grid:
+        bias, record["repeat_bias_ndcg10"] = choose_repeat_bias(beams, history, targets, cfg.repeat_bias_grid)
+    record["repeat_bias"] = bias
+    if bias is None:
+        return beams, record
+    record["without_repeat_bias"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)  # own row
+    return [merge_repeats(b, h, bias) for b, h in zip(beams, history)], record
+
+
+def with_text_prior(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat, todo, targets: list
+                    ) -> tuple[list[Ranked], dict]:
+    """The beams with the text-similarity prior (``recommender.text_prior``) at the chosen (or given) weight, and
+    the record (ours without the prior kept as its own row)."""
+    if not cfg.text_prior_grid and cfg.text_prior is None:
+        return beams, {}
+    row = cat.item_index()
+    histories = [[row[i] for i in s.history] for s in todo]
+    rows, similar = prior_candidates(TextSimilarity(cat.texts), histories,
+                                     [[row[i] for i, _ in b] for b in beams], cfg.text_candidates)
+    candidates = scoring.score([[cat.item_ids[r] for r in top] for top in rows], "text candidates")
+    sim = [{cat.item_ids[r]: v for r, v in d.items()} for d in similar]
+    weight, record = cfg.text_prior, {}
+    if cfg.text_prior_grid:
+        weight, record["text_prior_ndcg10"] = choose_by_ndcg(
+            beams, targets, cfg.text_prior_grid,
+            lambda w: [merge_text_prior(b, c, s, w) for b, c, s in zip(beams, candidates, sim)])
+    record["text_prior"] = weight
+    if weight is None:
+        return beams, record
+    record["without_text_prior"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)
+    return [merge_text_prior(b, c, s, weight) for b, c, s in zip(beams, candidates, sim)], record
+
+
+def choose_by_ndcg(beams: list[Ranked], targets: list, grid: list[float], merged
+                   ) -> tuple[float | None, dict[str, float]]:
+    """The value of ``grid`` (None: off) whose ``merged(value)`` rankings have the best NDCG@10 over these users,
+    and NDCG@10 of every value; off wins ties, then the smaller value."""
     tried = {"off": leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)["NDCG@10"]}
     best, best_ndcg = None, tried["off"]
-    for bias in sorted(grid):
-        merged = [[i for i, _ in merge_repeats(b, h, bias)] for b, h in zip(beams, history)]
-        tried[str(bias)] = leave_one_out_metrics(merged, targets)["NDCG@10"]
-        if tried[str(bias)] > best_ndcg:
-            best, best_ndcg = bias, tried[str(bias)]
+    for value in sorted(grid):
+        tried[str(value)] = leave_one_out_metrics([[i for i, _ in r] for r in merged(value)], targets)["NDCG@10"]
+        if tried[str(value)] > best_ndcg:
+            best, best_ndcg = value, tried[str(value)]
     return best, tried
+
+
+def choose_repeat_bias(beams: list[Ranked], history: list[Ranked], targets: list, grid: list[float]
+                       ) -> tuple[float | None, dict[str, float]]:
+    """The repeat bias (None: off) with the best NDCG@10 over these users, and NDCG@10 of every candidate."""
+    return choose_by_ndcg(beams, targets, grid, lambda bias: [merge_repeats(b, h, bias)
+                                                              for b, h in zip(beams, history)])

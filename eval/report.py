@@ -82,6 +82,12 @@ def baseline_label(name: str, metrics: dict, zero_shot: bool) -> str:
     return f"{label} [in-domain reference]" if zero_shot and in_domain else label
 
 
+def ours_label(m: dict) -> str:
+    """Ours, named by what its ranking used: a text prior makes it ours plus a content signal."""
+    parts = ["ours"] + (["+ text prior"] if m.get("text_prior") is not None else [])
+    return f"IDGenRec ({' '.join(parts)}{', zero-shot' if m.get('zero_shot') else ''})"
+
+
 def _row(m: dict) -> dict:
     return {k: m[k] for k in METRICS} | {"users": m["users"]}
 
@@ -93,13 +99,14 @@ def collect(run_dirs: list[Path]) -> dict:
     for run in run_dirs:
         for folder, m in find(run, "test"):
             ds = _dataset(folder, m)
-            label = _free_label(rows.setdefault(ds, {}),
-                                "IDGenRec (ours, zero-shot)" if m.get("zero_shot") else "IDGenRec (ours)")
+            label = _free_label(rows.setdefault(ds, {}), ours_label(m))
             rows[ds][label] = {k: m[k] for k in METRICS} | {
                 "users": m["users"], "file": str(metrics_path(folder, "test")),
                 "note": _training_note(folder, m.get("model"))}
-            if m.get("without_repeat_bias"):
-                rows[ds][_free_label(rows[ds], label + ", no repeat bias")] = _row(m["without_repeat_bias"])
+            for key, what in (("without_text_prior", "without the text prior"),
+                              ("without_repeat_bias", "beams only: no repeat bias, no text prior")):
+                if m.get(key):
+                    rows[ds][_free_label(rows[ds], f"{label}, {what}")] = _row(m[key])
             for name, b in (m.get("baselines") or {"popularity": m.get("popularity")}).items():
                 if b:
                     rows[ds][_free_label(rows[ds], baseline_label(name, b, bool(m.get("zero_shot"))))] = _row(b)

@@ -73,17 +73,19 @@ def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
     return out
 
 
-def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, **repeats) -> dict:
-    """Validation (or test) of an export, with prompts made the way the shards made them."""
+def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, out: Path | None = None, **levers) -> dict:
+    """Validation (or test) of an export, with prompts made the way the shards made them, into ``out`` (default
+    the export's ``eval/``); ``levers``: EvalConfig's ranking fields (repeat bias, text prior)."""
     from eval.evaluate import EvalConfig, evaluate
     from pretrain.shards import read_manifest
 
     manifest = read_manifest(cfg.shards)
-    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=model_dir / "eval",
+    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=out or model_dir / "eval",
                             split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
                             length_penalty=cfg.eval_length_penalty,
                             max_users=cfg.valid_max_users if split == "valid" else cfg.test_max_users,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", LEGACY_MAX_HISTORY),
-                            device="auto", **repeats))
-    keep = ("users", "partial", *METRICS, "coverage@10", "repeat_bias", "repeat_bias_ndcg10")
+                            device="auto", **levers))
+    keep = ("users", "partial", *METRICS, "coverage@10", "repeat_bias", "repeat_bias_ndcg10", "text_prior",
+            "text_prior_ndcg10", "without_text_prior")
     return {k: m[k] for k in keep if k in m}

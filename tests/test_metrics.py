@@ -59,7 +59,7 @@ def test_recent_items_are_the_history_most_recent_first_each_once_then_popular_o
 
 
 def test_text_similarity_ranks_by_shared_rare_words_and_skips_the_history():
-    from eval.baselines import text_similarity_ranking
+    from catalog.similarity import text_similarity_ranking
 
     texts = ["red fire truck", "blue fire truck", "green apple", "red apple pie", "lego ship", "fire truck ladder"]
     top = text_similarity_ranking(texts, [[0], [2, 3], [4]], k=2, batch=2)

@@ -66,3 +66,23 @@ def test_rows_on_other_users_are_marked_and_a_second_evaluation_is_its_own_row(t
     assert "NOT COMPARABLE" not in rows["IDGenRec (ours)"].get("note", "")
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     assert "NOT COMPARABLE" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_zero_shot_row_shows_its_peers_and_labels_in_domain_references(tmp_path):
+    from eval.report import collect
+
+    def metrics(v, **extra):
+        return {"users": 50, "HR@5": v, "HR@10": v, "NDCG@5": v, "NDCG@10": v, **extra}
+
+    folder = tmp_path / "zs" / "Toys"
+    folder.mkdir(parents=True)
+    m = metrics(0.03, zero_shot=True, catalog="", text_prior=2.0, without_text_prior=metrics(0.01),
+                baselines={"random": metrics(0.001, in_domain=False), "text_similarity": metrics(0.05, in_domain=False),
+                           "popularity": metrics(0.004, in_domain=True), "markov": metrics(0.06, in_domain=True)})
+    (folder / "metrics_test.json").write_text(json.dumps(m))
+    rows = collect([tmp_path / "zs"])["datasets"]["Toys"]
+    assert rows["IDGenRec (ours + text prior, zero-shot)"]["HR@10"] == 0.03
+    assert rows["IDGenRec (ours + text prior, zero-shot), without the text prior"]["HR@10"] == 0.01
+    assert rows["Random (analytic)"]["HR@10"] == 0.001 and "Text similarity (TF-IDF, last 3 items)" in rows
+    assert rows["Popularity [in-domain reference]"]["HR@10"] == 0.004
+    assert rows["Markov chain (last item's successors) [in-domain reference]"]["HR@10"] == 0.06

@@ -29,6 +29,11 @@ def test_two_domains_then_resume(tiny_generator, tmp_path):
     result = run_zeroshot(cfg)
     assert set(result) == {"Crafts", "Games"}
     assert result["Games"]["users"] == 12 and result["Crafts"]["users"] == 9
+    games = result["Games"]
+    assert {m["users"] for m in games["baselines"].values()} == {12}  # the baselines score the same users
+    assert games["baselines"]["random"]["HR@10"] == pytest.approx(1.0)  # 9 items: all in a top 10
+    assert {n for n, m in games["baselines"].items() if m["in_domain"]} == {"popularity", "markov"}
+    assert games["items"] == 9 and 0.0 <= games["id_quality"]["id_words_in_text"] <= 1.0
     for name in ("Crafts", "Games"):
         assert (tmp_path / "zs" / name / "ids" / "item_ids.parquet").exists()
         assert (tmp_path / "zs" / name / "topk_test.parquet").exists()
