@@ -63,7 +63,7 @@ class TransferConfig:
     heldout: list[Path] = field(default_factory=lambda: list(HELDOUT))
     out: Path = Path("runs/transfer")
     users_per_domain: int = 3000
-    epochs: int = 2
+    epochs: int = 5
     text_prior_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     train_config: Path | None = None
     device: str = "auto"
