@@ -9,7 +9,8 @@ held-out items with ``idgenrec add-items``, and rank for the users whose test ta
 4. Test users: those of the full dataset whose last item is a held-out item; history = the items before it (the last
    ``max_history``; held-out items in it have IDs now too). All methods rank over every item, old and new:
    ours (the best-on-validation recommender, trie of the extended table), popularity (training counts: a new item
-   has none), and text similarity (TF-IDF cosine to the user's last 3 items, history excluded).
+   has none), and text similarity (TF-IDF cosine to the user's last 3 items, history excluded); and ours with the
+   text prior (``recommender.text_prior``) at the weight chosen on the training data's validation, as its own row.
 
 Writes ``out/new_items.json`` (metrics per method, users, items, the share of new items in ours' top-10) and prints a
 table.
@@ -30,12 +31,13 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, metric_cells  # noqa: E402  (puts the repo on the path)
+from common import SHARED_DATA, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
 from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
+from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
 
@@ -44,6 +46,7 @@ class NewItemsConfig:
     data: Path = SHARED_DATA / "Scientific"
     out: Path = Path("runs/new_items")
     fraction: float = 0.1
+    text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     # the quality benchmark's recipe with a shorter warm start and budget (its standard.seed also draws the
     # held-out items)
     quality: quality.QualityConfig = field(default_factory=lambda: quality.QualityConfig(
@@ -59,6 +62,8 @@ class NewItemsConfig:
 
 HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
         "fraction": "share of the items held out as new (seeded random draw)",
+        "text_prior_grid": "weights of the text-similarity prior tried on the training data's validation (the best, "
+                           "or off, ranks the 'ours + text prior' row; empty: no such row)",
         **nested_help("quality", quality.HELP)}
 
 
@@ -99,13 +104,15 @@ def add_new_items(run: Path, new_file: Path, out: Path, device: str) -> dict:
 
 
 def ours_rankings(model: Path, ids: Path, histories: list[list[str]], cfg: NewItemsConfig, train: dict,
-                  device: str, candidates: Path | None = None) -> list[list[str]]:
-    """Top-10 by ``recommend``'s ranker, decoded as the trainer's validation decodes (beams, length penalty)."""
+                  device: str, candidates: Path | None = None, **prior) -> list[list[str]]:
+    """Top-10 by ``recommend``'s ranker, decoded as the trainer's validation decodes (beams, length penalty);
+    ``prior``: ``text_prior`` and ``catalog`` for the text prior."""
     from cluster.recommend import Ranker, RecommendConfig
 
     ranker = Ranker(RecommendConfig(model=model, ids=ids, k=10, beams=train["eval_beams"],
                                     max_history=cfg.quality.standard.max_history,
-                                    length_penalty=train["eval_length_penalty"], candidates=candidates), device)
+                                    length_penalty=train["eval_length_penalty"], candidates=candidates, **prior),
+                    device)
     lines = []
     for start in range(0, len(histories), 64):
         lines += ranker.rank([(str(n), h) for n, h in enumerate(histories[start:start + 64], start)])
@@ -149,11 +156,16 @@ def run(cfg: NewItemsConfig) -> dict:
     by_text = [[catalog.item_ids[i] for i in top]  # every item, most similar first
                for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
                                                   len(catalog.item_ids))]
+    prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid)  # the training data's validation
     ranked = {
         "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device),
         "popularity": [popularity_ranking(read_catalog(out / "train" / "catalog").sequences, "test", 10)] * len(cases),
         "text similarity": [top[:10] for top in by_text],
     }
+    if prior["chosen"] is not None:
+        ranked["ours + text prior"] = ours_rankings(model, out / "added" / "ids", histories, cfg,
+                                                    trained["train_config"], device, text_prior=prior["chosen"],
+                                                    catalog=out / "added" / "catalog")
     # Among the new items only (a trie of their IDs; text similarity's full ranking filtered): does the model order
     # the new items sensibly, once it is made to choose among them?
     among_new = {
@@ -165,8 +177,9 @@ def run(cfg: NewItemsConfig) -> dict:
               "users": len(cases), "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},
               "methods": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in ranked.items()},
               "among_new_items": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in among_new.items()},
-              "ours_new_share_of_top10": sum(i in held for r in ranked["ours"] for i in r[:10]) /
-              max(1, sum(len(r[:10]) for r in ranked["ours"])),
+              "new_share_of_top10": {m: sum(i in held for r in ranked[m] for i in r[:10]) /
+                                     max(1, sum(len(r[:10]) for r in ranked[m])) for m in ranked},
+              "text_prior": prior,
               "config": {k: str(v) for k, v in vars(cfg).items()}, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "new_items.json", result)
     return result
@@ -175,13 +188,14 @@ def run(cfg: NewItemsConfig) -> dict:
 def table(r: dict) -> str:
     rows = [f"{r['dataset']}: {r['users']} test users whose target is one of {r['held_out_items']} new items "
             f"(of {r['items']}); ranked over all items",
-            f"{'method':16s} " + " ".join(f"{m:>8s}" for m in METRICS)]
+            f"{'method':18s} " + " ".join(f"{m:>8s}" for m in METRICS)]
     for method, m in r["methods"].items():
-        rows.append(f"{method:16s} " + metric_cells(m))
-    rows.append(f"new items in ours' top-10: {r['ours_new_share_of_top10']:.1%}")
+        rows.append(f"{method:18s} " + metric_cells(m) + f"  {r['new_share_of_top10'][method]:.1%} of the top-10 new")
+    if r["text_prior"]["chosen"] is not None:
+        rows.append(f"text prior weight {r['text_prior']['chosen']:g}, chosen on the training data's validation")
     rows.append("ranked among the new items only:")
     for method, m in r["among_new_items"].items():
-        rows.append(f"{method:16s} " + metric_cells(m))
+        rows.append(f"{method:18s} " + metric_cells(m))
     return "\n".join(rows)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, Phases, metric_cells  # noqa: E402  (puts the repo on the path)
+from common import SHARED_DATA, Phases, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
@@ -44,6 +44,7 @@ from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from pretrain.config import TrainConfig  # noqa: E402
+from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
 PRETRAIN = [SHARED_DATA / n for n in ("Beauty", "Sports", "Office_Industrial", "Scientific")]
 HELDOUT = [SHARED_DATA / n for n in ("Toys", "Yelp")]
@@ -64,7 +65,7 @@ class TransferConfig:
     out: Path = Path("runs/transfer")
     users_per_domain: int = 3000
     epochs: int = 5
-    text_prior_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     train_config: Path | None = None
     device: str = "auto"
     # the foundation model: the standard recipe on the corpus (the recommender from the warm-started generator)
@@ -132,32 +133,6 @@ def foundation(cfg: TransferConfig, device: str) -> dict:
                                      test_max_users=recipe.test_max_users or 2000))
 
 
-def choose_text_prior(cfg: TransferConfig, found: dict) -> dict:
-    """The text prior's weight, chosen on the pretraining domains' validation (the selected recommender, its repeat
-    bias on): the held-out datasets are never looked at. Cached on the content of the model and the corpus."""
-    from cluster.standard import recommender_config
-    from eval.runs import TrainingRun, read_eval
-    from infra.config import load_config
-    from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
-    from pretrain.config import CPU_RECIPE
-    from pretrain.selection import evaluate_export
-
-    run, out = cfg.out / "foundation", cfg.out / "foundation" / "text_prior"
-    if not cfg.text_prior_grid:
-        return {"chosen": None}
-    best = TrainingRun(run / "recommender").best
-    tcfg = recommender_config(replace(cfg.standard, data=run / "catalog", out=run), run,
-                              load_config(TrainConfig, cfg.train_config or CPU_RECIPE))
-    bias = (found["ours"].get("repeat_bias") or {}).get("chosen")
-    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
-              "settings": settings_digest([cfg.text_prior_grid, bias, tcfg.valid_max_users, tcfg.eval_beams])}
-    if not step_done("text prior", out, inputs, read_eval(out, "valid") is not None):
-        evaluate_export(best, tcfg, "valid", out=out, repeat_bias=bias, text_prior_grid=cfg.text_prior_grid)
-        write_stamp(out, inputs)
-    valid = read_eval(out, "valid")
-    return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias}
-
-
 def zero_shot(cfg: TransferConfig, device: str, found: dict, prior: dict) -> dict:
     """``idgenrec zeroshot`` with the foundation model on every held-out dataset, the repeat bias and the text
     prior chosen on the pretraining validation; the zero-shot folder is named by the ID setting it used."""
@@ -219,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                           "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     run.phase("foundation", lambda: foundation(cfg, device))
     if "foundation" in run.results:
-        run.phase("text_prior", lambda: choose_text_prior(cfg, run.results["foundation"]))
+        run.phase("text_prior", lambda: text_prior_on_validation(cfg.out / "foundation", run.results["foundation"],
+                                                                  cfg.text_prior_grid))
     if "text_prior" in run.results:
         run.phase("zeroshot", lambda: zero_shot(cfg, device, run.results["foundation"], run.results["text_prior"]))
     run.results["heldout"] = {

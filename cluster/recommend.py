@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table
+from catalog.similarity import TextSimilarity
+from catalog.store import read_catalog
 from infra.atomic import atomic_path, write_json, write_text
 from infra.config import config_to_dict
 from infra.device import resolve_device
@@ -32,6 +34,7 @@ from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
+from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
 
@@ -49,6 +52,9 @@ class RecommendConfig:
     candidates: Path | None = None
     exclude_history: bool = False
     repeat_bias: float | None = None
+    text_prior: float | None = None
+    text_candidates: int = 20
+    catalog: Path | None = None
     with_ids: bool = False
     skip_bad: bool = False
     max_history: int = 0
@@ -69,6 +75,8 @@ class RecommendConfig:
             raise ValueError("actors need --out (results are kept per chunk there, so that a rerun resumes)")
         if self.exclude_history and self.repeat_bias is not None:
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
+        if self.text_prior is not None and self.catalog is None:
+            raise ValueError("text_prior needs --catalog (the items' text)")
 
 
 HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directory (item_ids.parquet) of the catalog",
@@ -81,6 +89,10 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
         "exclude_history": "drop items already in the history (fewer than k may remain)",
         "repeat_bias": "rank the history's items too, at the model's score of their IDs + this bias (the "
                        "repeat_bias that validation chose: the training run's summary.json); default off",
+        "text_prior": "add this weight x each item's text similarity to the history's last items to the scores, the "
+                      "most similar items joining the beams (the weight validation chose); default off",
+        "text_candidates": "with a text prior: the most text-similar items scored by the model and merged",
+        "catalog": "catalog directory with the items' text (for text_prior)",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
         "max_history": "the most recent items a prompt holds (longer histories are cut, logged once; 0: as the "
@@ -177,6 +189,11 @@ class Ranker:
         self.item_ids = [every[n] for n in rows]  # what may be recommended
         self.trie = Trie.build([tokens[n] for n in rows], self.tok.eos_token_id, len(self.tok)).to(device)
         self.tokens_of = {every[n]: tokens[n] for n in rows}  # what repeat_bias may bring back
+        self.every, self.row = every, {i: n for n, i in enumerate(every)}
+        if cfg.text_prior is not None:
+            text = dict(zip((cat := read_catalog(cfg.catalog)).item_ids, cat.texts))
+            self.similarity = TextSimilarity([text.get(i, "") for i in every])
+            self.barred = sorted(set(range(len(every))) - set(rows))
 
     def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
         """One JSON line per (user, items) history, in order."""
@@ -189,6 +206,8 @@ class Ranker:
             scored = scored_histories(self.model, self.tok, prompts, [items for _, items in histories],
                                       self.tokens_of, cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty)
             ranked = (merge_repeats(b, h, cfg.repeat_bias) for b, h in zip(ranked, scored))
+        if cfg.text_prior is not None:
+            ranked = self.with_text_prior(prompts, [items for _, items in histories], list(ranked))
         lines = []
         for (user, _), kept in zip(histories, ranked):
             kept = kept[: cfg.k]
@@ -197,6 +216,18 @@ class Ranker:
                 line["ids"] = [self.id_of[i] for i, _ in kept]
             lines.append(json.dumps(line) + "\n")
         return lines
+
+
+    def with_text_prior(self, prompts: list[str], histories: list[list[str]], ranked: list) -> list:
+        """The beams with the text prior (``recommender.text_prior``) at ``text_prior``."""
+        cfg = self.cfg
+        rows, similar = prior_candidates(self.similarity, [[self.row[i] for i in h] for h in histories],
+                                         [[self.row[i] for i, _ in b] for b in ranked], cfg.text_candidates,
+                                         barred=self.barred)
+        scored = scored_histories(self.model, self.tok, prompts, [[self.every[r] for r in top] for top in rows],
+                                  self.tokens_of, cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty)
+        return [merge_text_prior(b, c, {self.every[r]: v for r, v in s.items()}, cfg.text_prior)
+                for b, c, s in zip(ranked, scored, similar)]
 
 
 def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> dict:
@@ -238,7 +269,7 @@ def write_record(cfg: RecommendConfig, result: dict) -> None:
     """``<out>.record.json`` beside the output: which model, ID table and settings made it (paths and content
     fingerprints), and what was written and skipped."""
     inputs = {name: {"path": str(getattr(cfg, name)), "fingerprint": content_digest(getattr(cfg, name), ["work"])}
-              for name in ("model", "ids", "histories", "candidates") if getattr(cfg, name) is not None}
+              for name in ("model", "ids", "histories", "candidates", "catalog") if getattr(cfg, name) is not None}
     write_json(Path(f"{cfg.out}.record.json"), {"output": str(cfg.out), "inputs": inputs,
                                                 "config": config_to_dict(cfg), **result,
                                                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -286,7 +317,7 @@ def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -
 def plan_hash(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> str:
     """What kept chunks were made from: the histories, the content of the model, ID table and candidate list, and
     every setting that changes a result (a model retrained in place starts over)."""
-    same = {k: (content_digest(v, skip=["work"]) if k in ("model", "ids", "candidates") else str(v))
+    same = {k: (content_digest(v, skip=["work"]) if k in ("model", "ids", "candidates", "catalog") else str(v))
             for k, v in vars(cfg).items()
             if k not in ("actors", "address", "device", "histories", "out", "chunk")}
     return settings_digest([same, cfg.chunk, histories])

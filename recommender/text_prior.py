@@ -16,17 +16,19 @@ from typing import Mapping, Sequence
 from catalog.similarity import TextSimilarity
 from recommender.repeats import Ranked
 
+WEIGHT_GRID = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]  # what the benchmarks choose the weight among, on validation
+
 
 def prior_candidates(sim: TextSimilarity, histories: Sequence[Sequence[int]], beams: Sequence[Sequence[int]], k: int,
-                     batch: int = 256) -> tuple[list[list[int]], list[dict[int, float]]]:
-    """Per user: the ``k`` item rows most similar to their last items (history excluded), and the similarity of
-    every row the prior may need (those candidates and the user's beam items)."""
+                     batch: int = 256, barred: Sequence[int] = ()) -> tuple[list[list[int]], list[dict[int, float]]]:
+    """Per user: the ``k`` item rows most similar to their last items (history and ``barred`` rows excluded: items
+    that may not be recommended), and the similarity of every row the prior may need (those and the beam items)."""
     candidates, similarity = [], []
     for start, scores in zip(range(0, len(histories), batch), sim.batches(histories, batch)):
         for r, h in enumerate(histories[start:start + batch]):
             row = scores[r]
             near = row.clone()
-            near[list(h)] = -math.inf
+            near[list(h) + list(barred)] = -math.inf
             top = near.topk(min(k, len(near))).indices.tolist()
             keep = set(top) | set(beams[start + r])
             candidates.append(top)

@@ -57,6 +57,23 @@ def test_recommend_with_repeat_bias_gives_the_evaluations_top_k(served, word_ids
     assert got == [r[:10] for r in want] and any(set(r) & set(s.history) for r, s in zip(got, todo))
 
 
+def test_recommend_with_a_text_prior_gives_the_evaluations_top_k(served, word_ids, collide_catalog):
+    """Serving and evaluation share the text prior: same weight, same lists; the prior brings in items the beams
+    had not reached."""
+    d, cat, todo, topk = served
+    evaluate(EvalConfig(model=d / "rec", catalog=collide_catalog, ids=word_ids, out=d / "eval_t", device="cpu",
+                        text_prior=3.0, text_candidates=8))
+    want = pq.read_table(d / "eval_t" / "topk_test.parquet").to_pydict()["topk"]
+    stdout = io.StringIO()
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, histories=d / "histories.txt", text_prior=3.0,
+                          text_candidates=8, catalog=collide_catalog, batch_size=5, device="cpu")
+    run_recommend(cfg, None, stdout)
+    got = [json.loads(line)["items"] for line in stdout.getvalue().splitlines()]
+    assert got == [r[:10] for r in want] and got != [r[:10] for r in topk["topk"]]
+    with pytest.raises(ValueError, match="catalog"):
+        RecommendConfig(model=d / "rec", ids=word_ids, text_prior=1.0).check()
+
+
 def test_json_lines_from_standard_input_and_history_rules(served, word_ids):
     d, cat, todo, topk = served
     stdin = io.StringIO("".join(json.dumps({"user": cat.users[s.user], "history": s.history}) + "\n"
