@@ -168,3 +168,28 @@ def text_prior_on_validation(run: Path, result: dict, grid: list[float]) -> dict
         write_stamp(out, inputs)
     valid = read_eval(out, "valid")
     return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias}
+
+
+def bench_config(cls: type, help_texts: dict, doc: str, argv: list[str] | None):
+    """A benchmark's config from its flags (every field a flag, ``--config`` YAML), with logging set up."""
+    import argparse
+
+    from infra.config import add_config_args, config_from_args
+    from infra.logs import setup_logging
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(ap, cls, help_texts)
+    cfg = config_from_args(cls, ap.parse_args(argv))
+    setup_logging()
+    return cfg
+
+
+def recorded_run(out: Path, results_file: str, device: str) -> Phases:
+    """``out/results_file`` as a :class:`Phases` record, starting with the machine it ran on."""
+    import platform
+
+    out.mkdir(parents=True, exist_ok=True)
+    run = Phases(out / results_file)
+    run.results["env"] = {"python": platform.python_version(), "device": device, "date": time.strftime("%Y-%m-%d"),
+                          "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    return run

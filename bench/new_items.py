@@ -19,7 +19,6 @@ table.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -31,7 +30,7 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
+from common import SHARED_DATA, bench_config, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
 from eval.metrics import METRICS  # noqa: E402
@@ -200,13 +199,7 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.config import add_config_args, config_from_args
-    from infra.logs import setup_logging
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(ap, NewItemsConfig, HELP)
-    cfg = config_from_args(NewItemsConfig, ap.parse_args(argv))
-    setup_logging()
+    cfg = bench_config(NewItemsConfig, HELP, __doc__, argv)
     result = run(cfg)
     text = table(result)
     (Path(cfg.out) / "table.txt").write_text(text + "\n")

@@ -19,9 +19,7 @@ seconds, the configs of every method) and ``table.txt``; the table is printed la
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -29,7 +27,7 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, Phases, metric_cells  # noqa: E402  (puts the repo on the path)
+from common import REPO, SHARED_DATA, bench_config, metric_cells, recorded_run  # noqa: E402  (puts the repo on the path)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
@@ -136,19 +134,11 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.config import add_config_args, config_from_args
     from infra.device import resolve_device
-    from infra.logs import setup_logging
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(ap, QualityConfig, HELP)
-    cfg = config_from_args(QualityConfig, ap.parse_args(argv))
-    setup_logging()
+    cfg = bench_config(QualityConfig, HELP, __doc__, argv)
     device = str(resolve_device(cfg.device))
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    run = Phases(cfg.out / "quality.json")
-    run.results["env"] = {"python": platform.python_version(), "device": device, "date": time.strftime("%Y-%m-%d"),
-                          "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
+    run = recorded_run(cfg.out, "quality.json", device)
     for data, name, users in cfg.plan():
         run.phase(name, lambda: one_dataset(cfg, data, name, users, device))
     text = table(run.results)

@@ -23,17 +23,14 @@ quicker look). ``--heldout`` takes any dataset folder in the shared layout.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import platform
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, Phases, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
+from common import SHARED_DATA, bench_config, metric_cells, recorded_run, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
@@ -179,19 +176,11 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.config import add_config_args, config_from_args
     from infra.device import resolve_device
-    from infra.logs import setup_logging
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(ap, TransferConfig, HELP)
-    cfg = config_from_args(TransferConfig, ap.parse_args(argv))
-    setup_logging()
+    cfg = bench_config(TransferConfig, HELP, __doc__, argv)
     device = str(resolve_device(cfg.device))
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    run = Phases(cfg.out / "transfer.json")
-    run.results["env"] = {"python": platform.python_version(), "device": device, "date": time.strftime("%Y-%m-%d"),
-                          "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
+    run = recorded_run(cfg.out, "transfer.json", device)
     run.phase("foundation", lambda: foundation(cfg, device))
     if "foundation" in run.results:
         run.phase("text_prior", lambda: text_prior_on_validation(cfg.out / "foundation", run.results["foundation"],

@@ -96,22 +96,18 @@ def random_metrics(items: int, users: int, ks=(5, 10)) -> dict[str, float]:
 
 
 def text_similarity_rankings(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
-                             split: str, k: int, max_users: int = 0, keep_history: bool = False
-                             ) -> list[list[str]]:
-    """Per ``split`` sample (the first ``max_users`` when > 0): :func:`text_similarity_ranking` over the items'
-    text, which uses no interaction beyond the user's own history. With ``keep_history`` the user's history comes
-    first, most recent first (repeat consumption), and text similarity fills the rest."""
+                             split: str, k: int, max_users: int = 0) -> tuple[list[list[str]], list[list[str]]]:
+    """Per ``split`` sample (the first ``max_users`` when > 0), from one pass of :func:`text_similarity_ranking`
+    over the items' text (no interaction beyond the user's own history): its top ``k``, and the user's history
+    first, most recent first (repeat consumption), then that list (it holds no history item)."""
     row = {item: r for r, item in enumerate(item_ids)}
     longest = max((len(s) for s in sequences), default=1)
     todo = list(samples(sequences, split, longest))
     todo = todo[:max_users] if max_users > 0 else todo
-    histories = [[row[i] for i in s.history] for s in todo]
-    similar = text_similarity_ranking(texts, histories, k)
-    tops = []
-    for s, rows in zip(todo, similar):
-        first = list(dict.fromkeys(reversed(s.history)))[:k] if keep_history else []
-        tops.append((first + [item_ids[r] for r in rows if item_ids[r] not in first])[:k])
-    return tops
+    similar = [[item_ids[r] for r in rows]
+               for rows in text_similarity_ranking(texts, [[row[i] for i in s.history] for s in todo], k)]
+    recent = [(list(dict.fromkeys(reversed(s.history))) + top)[:k] for s, top in zip(todo, similar)]
+    return similar, recent
 
 
 def zero_shot_baselines(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
@@ -129,11 +125,10 @@ def zero_shot_baselines(item_ids: Sequence[str], texts: Sequence[str], sequences
     def scored(tops: list[list[str]], **label) -> dict:
         return leave_one_out_metrics(tops[:len(targets)], targets, ks) | label
 
+    by_text, recent_then_text = text_similarity_rankings(item_ids, texts, sequences, split, k, max_users)
     return {
         "random": random_metrics(len(item_ids), len(targets), ks) | {"in_domain": False},
-        "text_similarity": scored(text_similarity_rankings(item_ids, texts, sequences, split, k, max_users),
-                                  in_domain=False),
-        "recent_then_text": scored(text_similarity_rankings(item_ids, texts, sequences, split, k, max_users, True),
-                                   in_domain=False),
+        "text_similarity": scored(by_text, in_domain=False),
+        "recent_then_text": scored(recent_then_text, in_domain=False),
         "popularity": scored([popularity_ranking(sequences, split, k)] * len(targets), in_domain=True),
         "markov": scored(markov_rankings(sequences, split, k), in_domain=True)}
