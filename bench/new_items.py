@@ -30,7 +30,8 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, bench_config, metric_cells, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
+from common import (SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (puts the repo on the path)
+                    text_prior_on_validation)
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
 from eval.metrics import METRICS  # noqa: E402

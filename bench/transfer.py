@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, bench_config, metric_cells, recorded_run, text_prior_on_validation  # noqa: E402  (puts the repo on the path)
+from common import (SHARED_DATA, bench_config, metric_cells, recorded_run,  # noqa: E402  (puts the repo on the path)
+                    text_prior_on_validation)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402

@@ -2,7 +2,8 @@
 
 Item and user ids are qualified by domain (``Beauty:B00123``), so equal raw ids in two domains never collide; large
 domains are downsampled to ``max_users_per_domain`` users with the seed (the paper caps them at 30k), keeping the
-items those users touch; users take turns across domains, so any first-N slice of them covers every domain. Which datasets are pretraining and which held out is checked: a held-out dataset that also
+items those users touch; users take turns across domains, so any first-N slice of them covers every domain.
+Which datasets are pretraining and which held out is checked: a held-out dataset that also
 appears in pretraining, shares more than ``max_shared_item_fraction`` of its item ids with it (a few cross-listed
 products are normal: Toys shares 1 of 11,924 ASINs with Beauty + Sports; they are counted in the stats), or is a
 known overlap (Scientific and Office_Industrial come from

@@ -85,7 +85,8 @@ class StandardConfig:
             raise ValueError("users must be >= 0, procs >= 1")
 
 
-HELP = {"data": "dataset folder (shared layout or a raw public format), or a catalog (e.g. idgenrec corpus's)", "out": "run folder (one subfolder per step)",
+HELP = {"data": "dataset folder (shared layout or a raw public format), or a catalog (e.g. idgenrec corpus's)",
+        "out": "run folder (one subfolder per step)",
         "domain": "dataset name (default: the folder's name)", "users": "a seeded slice of this many users (0: all)",
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
         "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",

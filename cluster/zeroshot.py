@@ -95,7 +95,8 @@ def held_out_figures(d: Path, max_users: int) -> dict:
     references, labelled) and the quality of the held-out catalog's IDs."""
     cat = read_catalog(d / "catalog")
     ids = item_id_texts(d / "ids", cat.item_ids)
-    return {"items": len(cat.item_ids), "baselines": zero_shot_baselines(cat.item_ids, cat.texts, cat.sequences, "test", max_users),
+    return {"items": len(cat.item_ids),
+            "baselines": zero_shot_baselines(cat.item_ids, cat.texts, cat.sequences, "test", max_users),
             "id_quality": id_quality([generator_input(t) for t in cat.texts], ids)}
 
 

@@ -123,5 +123,6 @@ def train_generator(generator_dir, recommender_dir, catalog_dir, ids_dir, out, s
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     seen = domains_seen(generator_dir) | domains_seen(recommender_dir) | catalog_domains(cat)
-    save_model(gen.eval(), tok, out, model_meta(generator_dir) | {"domains_seen": sorted(seen)})  # keeps its reading length
+    # the generator's record (its source length) carried over
+    save_model(gen.eval(), tok, out, model_meta(generator_dir) | {"domains_seen": sorted(seen)})
     return {"steps": steps, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}

@@ -80,8 +80,8 @@ def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, out: Path | N
     from pretrain.shards import read_manifest
 
     manifest = read_manifest(cfg.shards)
-    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids, out=out or model_dir / "eval",
-                            split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
+    m = evaluate(EvalConfig(model=model_dir, catalog=cfg.valid_catalog, ids=cfg.valid_ids,
+                            out=out or model_dir / "eval", split=split, beams=cfg.eval_beams, batch_size=cfg.eval_batch_size,
                             length_penalty=cfg.eval_length_penalty,
                             max_users=cfg.valid_max_users if split == "valid" else cfg.test_max_users,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", LEGACY_MAX_HISTORY),
