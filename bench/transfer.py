@@ -1,10 +1,15 @@
 """Transfer benchmark: a foundation model trained on some domains, evaluated zero-shot on datasets it never saw,
 beside the baselines a user of zero-shot recommendation would run, on the same users, in one run.
 
-    corpus (idgenrec corpus: --pretrain datasets, users capped per domain; --heldout refused as a leak)
-      -> the standard recipe on the corpus (tokenizer, generator warm start, IDs, shards, the recommender selected
-         on the pretraining domains' validation; its repeat bias chosen there too)
-      -> the text prior's weight (recommender.text_prior) chosen on the pretraining domains' validation
+    corpus (idgenrec corpus: --pretrain datasets, users capped per domain; --validation and --heldout refused
+         as a leak)
+      -> the standard recipe on the corpus (tokenizer, generator warm start, IDs, shards, the recommender trained
+         for --epochs, one export per epoch)
+      -> selection on a *validation domain* (--validation, never trained on, never a held-out dataset): every
+         epoch's export zero-shot on its valid split, the repeat bias and the text prior's weight
+         (recommender.text_prior) chosen there; the epoch with the best NDCG@10 and its settings are kept.
+         The pretraining domains' own validation does not predict transfer (docs/ablations.md); without
+         --validation the old rule applies: the best epoch and settings on the pretraining validation
       -> idgenrec zeroshot on every --heldout dataset (IDs for its unseen items, test, no training or tuning on it;
          ours reported with the prior, without it, and as plain beams)
       -> beside ours, on the same users: random (analytic), text similarity (TF-IDF of item text to the user's
@@ -15,8 +20,8 @@ beside the baselines a user of zero-shot recommendation would run, on the same u
 Every step is cached under ``--out`` and keyed on the content of its inputs: a rerun continues where it stopped.
 Writes ``transfer.json`` (per held-out dataset: users, items, the ID quality of its catalog, and per method a
 ``test`` dict with the four metrics; plus configs and seconds) and ``table.txt``; the table is printed last.
-Defaults: Beauty, Sports, Office_Industrial and Scientific (3,000 users each) -> all of Toys and all of Yelp,
-sized for about two hours on 2 cores (``--zeroshot.max-users`` scores the first N users of each for a
+Defaults: Beauty, Sports and Office_Industrial (3,000 users each), Scientific the validation domain -> all of Toys
+and all of Yelp, sized for about two hours on 2 cores (``--zeroshot.max-users`` scores the first N users of each for a
 quicker look). ``--heldout`` takes any dataset folder in the shared layout.
 
     python bench/transfer.py [--pretrain DIR ...] [--heldout DIR ...] [--out runs/transfer]
@@ -44,7 +49,10 @@ from infra.config import nested_help  # noqa: E402
 from pretrain.config import TrainConfig  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
-PRETRAIN = [SHARED_DATA / n for n in ("Beauty", "Sports", "Office_Industrial", "Scientific")]
+log = logging.getLogger("idgenrec.bench")
+
+PRETRAIN = [SHARED_DATA / n for n in ("Beauty", "Sports", "Office_Industrial")]
+VALIDATION = SHARED_DATA / "Scientific"
 HELDOUT = [SHARED_DATA / n for n in ("Toys", "Yelp")]
 # ../shared/paper/tables.md, Table 7 (a pretrained t5-small on a 19-domain Fusion corpus; zero-shot)
 PAPER_TABLE7 = {"Toys": {"HR@5": .0103, "HR@10": .0215, "NDCG@5": .0079, "NDCG@10": .0114},
@@ -60,6 +68,8 @@ ROWS = [("ours", "ours (zero-shot)"), ("ours_no_text_prior", "ours, no text prio
 class TransferConfig:
     pretrain: list[Path] = field(default_factory=lambda: list(PRETRAIN))
     heldout: list[Path] = field(default_factory=lambda: list(HELDOUT))
+    validation: Path | None = VALIDATION
+    validation_users: int = 2000
     out: Path = Path("runs/transfer")
     users_per_domain: int = 3000
     epochs: int = 5
@@ -76,27 +86,39 @@ class TransferConfig:
 
     FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "heldout", "procs", "device",
                                            "with_sasrec", "train_config"),
-                              "zeroshot": ("generator", "recommender", "data", "out", "repeat_bias", "text_prior",
-                                           "device")}
+                              "zeroshot": ("generator", "recommender", "data", "out", "split", "repeat_bias",
+                                           "text_prior", "repeat_bias_grid", "text_prior_grid", "device")}
 
     def check(self) -> None:
         if not self.pretrain or not self.heldout:
             raise ValueError("give --pretrain and --heldout datasets")
+        if self.validation and Path(self.validation).resolve().name in {Path(d).resolve().name
+                                                                         for d in [*self.pretrain, *self.heldout]}:
+            raise ValueError(f"the validation domain {self.validation} must be neither pretrained on nor held out")
         if self.users_per_domain < 1 or self.epochs < 1:
             raise ValueError("users_per_domain and epochs must be >= 1")
 
 
 HELP = {"pretrain": "pretraining dataset folders (shared layout)",
         "heldout": "held-out dataset folders, evaluated zero-shot (never trained or tuned on)",
+        "validation": "validation domain (a dataset folder, neither pretrained on nor held out): each epoch's "
+                      "export is scored zero-shot on its valid split, which chooses the epoch, repeat bias and text "
+                      "prior; none: choose on the pretraining domains' validation",
+        "validation_users": "validation-domain users scored per epoch (the first N of its valid split; 0 = all)",
         "out": "benchmark folder", "users_per_domain": "pretraining users per domain (seeded sample; the corpus cap)",
-        "epochs": "recommender passes over the corpus shards (each validated on the pretraining domains)",
+        "epochs": "recommender passes over the corpus shards (each exported; the validation domain picks one)",
         "train_config": "recommender recipe (pretrain.train fields); default pretrain/recipes/quality_cpu.yaml "
                         "with this benchmark's epochs",
-        "text_prior_grid": "weights of the text-similarity prior tried on the pretraining validation (the best, "
-                           "or off, is used zero-shot; empty: no prior)",
+        "text_prior_grid": "weights of the text-similarity prior tried on the validation (the best, or off, is used "
+                           "zero-shot; empty: no prior)",
         "device": "auto, cpu or cuda",
         **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"}),
         **nested_help("zeroshot", ZEROSHOT_HELP)}
+
+
+def unseen(cfg: TransferConfig) -> list[Path]:
+    """The datasets no model of the benchmark may train on: the held-out ones and the validation domain."""
+    return [*cfg.heldout, *([cfg.validation] if cfg.validation else [])]
 
 
 def build_corpus_step(cfg: TransferConfig) -> Path:
@@ -105,9 +127,9 @@ def build_corpus_step(cfg: TransferConfig) -> Path:
     from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
 
     out = cfg.out / "corpus"
-    corpus = CorpusConfig(data=list(cfg.pretrain), out=out, heldout=list(cfg.heldout),
+    corpus = CorpusConfig(data=list(cfg.pretrain), out=out, heldout=unseen(cfg),
                           max_users_per_domain=cfg.users_per_domain, seed=cfg.standard.seed)
-    inputs = {"data": settings_digest([content_digest(d) for d in [*cfg.pretrain, *cfg.heldout]]),
+    inputs = {"data": settings_digest([content_digest(d) for d in [*cfg.pretrain, *unseen(cfg)]]),
               "settings": settings_digest([cfg.users_per_domain, cfg.standard.seed])}
     if not step_done("corpus", out, inputs, (out / "stats.json").exists()):
         build_corpus(corpus)
@@ -123,7 +145,7 @@ def foundation(cfg: TransferConfig, device: str) -> dict:
 
     corpus = build_corpus_step(cfg)
     std = replace(cfg.standard, data=corpus, out=cfg.out / "foundation", domain="corpus", users=0,
-                  heldout=list(cfg.heldout), procs=1, device=device, with_sasrec=False)
+                  heldout=unseen(cfg), procs=1, device=device, with_sasrec=False)
     recipe = load_config(TrainConfig, cfg.train_config or CPU_RECIPE)
     # step-bound (no time budget): the same seed takes the same steps on any machine; the corpus's own test (an
     # in-domain figure, not this benchmark's) on its first 2,000 users unless the recipe sets another number
@@ -131,18 +153,54 @@ def foundation(cfg: TransferConfig, device: str) -> dict:
                                      test_max_users=recipe.test_max_users or 2000))
 
 
-def zero_shot(cfg: TransferConfig, device: str, found: dict, prior: dict) -> dict:
-    """``idgenrec zeroshot`` with the foundation model on every held-out dataset, the repeat bias and the text
-    prior chosen on the pretraining validation; the zero-shot folder is named by the ID setting it used."""
-    from cluster.zeroshot import run_zeroshot
+def on_pretraining_validation(cfg: TransferConfig, found: dict) -> dict:
+    """Without a validation domain: the recommender the corpus validation selected, its repeat bias, and the text
+    prior's weight chosen on the same validation."""
     from eval.runs import TrainingRun
 
     run = cfg.out / "foundation"
-    chosen = (found["ours"].get("repeat_bias") or {}).get("chosen")
+    prior = text_prior_on_validation(run, found, cfg.text_prior_grid)
+    return {"recommender": str(TrainingRun(run / "recommender").best), "on": "pretraining validation",
+            "repeat_bias": (found["ours"].get("repeat_bias") or {}).get("chosen"), "text_prior": prior["chosen"],
+            "text_prior_valid_ndcg10": prior.get("valid_ndcg10")}
+
+
+def on_validation_domain(cfg: TransferConfig, device: str, found: dict) -> dict:
+    """Every epoch's export zero-shot on the validation domain's valid split (repeat bias and text prior chosen
+    there); the epoch with the best NDCG@10 (the earlier on a tie) and its settings. Each epoch's evaluation is
+    cached in its own folder, so a rerun continues."""
+    from cluster.zeroshot import run_zeroshot
+    from eval.runs import TrainingRun
+    from infra.config import build_config
+
+    run, name = TrainingRun(cfg.out / "foundation" / "recommender"), cfg.validation.resolve().name
+    grid = build_config(TrainConfig, found["train_config"]).eval_repeat_bias_grid
+    epochs = {}
+    for h in run.summary()["history"]:
+        zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=run.export(h["epoch"]),
+                     data=[cfg.validation], out=cfg.out / "validation" / f"epoch{h['epoch']:03d}", split="valid",
+                     max_users=cfg.validation_users, repeat_bias_grid=grid, text_prior_grid=cfg.text_prior_grid,
+                     device=device)
+        v = run_zeroshot(zs)[name]
+        epochs[h["epoch"]] = {k: v.get(k) for k in ("users", *METRICS, "repeat_bias", "text_prior",
+                                                     "without_text_prior", "text_prior_ndcg10")}
+        log.info("validation domain %s, epoch %d: NDCG@10 %.4f (repeat bias %s, text prior %s)", name, h["epoch"],
+                 v["NDCG@10"], v.get("repeat_bias"), v.get("text_prior"))
+    best = max(epochs, key=lambda e: (epochs[e]["NDCG@10"], -e))
+    return {"recommender": str(run.export(best)), "on": f"{name} (validation domain)", "epoch": best,
+            "repeat_bias": epochs[best]["repeat_bias"], "text_prior": epochs[best]["text_prior"],
+            "validation_domain": {"dataset": name, "epochs": epochs}}
+
+
+def zero_shot(cfg: TransferConfig, device: str, chosen: dict) -> dict:
+    """``idgenrec zeroshot`` with the chosen recommender, repeat bias and text prior on every held-out dataset; the
+    zero-shot folder is named by the ID setting it used."""
+    from cluster.zeroshot import run_zeroshot
+
     folder = cfg.out / ("zeroshot-copy" if cfg.zeroshot.copy_source else "zeroshot")
-    zs = replace(cfg.zeroshot, generator=run / "generator", recommender=TrainingRun(run / "recommender").best,
-                 data=list(cfg.heldout), out=folder, repeat_bias=chosen, text_prior=prior.get("chosen"),
-                 device=device)
+    zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=Path(chosen["recommender"]),
+                 data=list(cfg.heldout), out=folder, repeat_bias=chosen["repeat_bias"],
+                 text_prior=chosen["text_prior"], device=device)
     return run_zeroshot(zs)
 
 
@@ -160,8 +218,17 @@ def dataset_rows(name: str, z: dict) -> dict:
     return methods
 
 
+def selection_line(chosen: dict) -> str:
+    """How the zero-shot settings were chosen, in one line of the table."""
+    epoch = f"epoch {chosen['epoch']}, " if "epoch" in chosen else ""
+    return (f"chosen on {chosen['on']}: {epoch}repeat bias {chosen['repeat_bias']}, "
+            f"text prior {chosen['text_prior']}")
+
+
 def table(results: dict) -> str:
     rows = [f"{'dataset':12s} {'method':24s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
+    if results.get("selection"):
+        rows.insert(0, selection_line(results["selection"]))
     for name, r in results.get("heldout", {}).items():
         for key, label in ROWS:
             if key in r["methods"]:
@@ -184,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     run = recorded_run(cfg.out, "transfer.json", device)
     run.phase("foundation", lambda: foundation(cfg, device))
     if "foundation" in run.results:
-        run.phase("text_prior", lambda: text_prior_on_validation(cfg.out / "foundation", run.results["foundation"],
-                                                                  cfg.text_prior_grid))
-    if "text_prior" in run.results:
-        run.phase("zeroshot", lambda: zero_shot(cfg, device, run.results["foundation"], run.results["text_prior"]))
+        found = run.results["foundation"]
+        run.phase("selection", lambda: on_validation_domain(cfg, device, found) if cfg.validation
+                  else on_pretraining_validation(cfg, found))
+    if "selection" in run.results:
+        run.phase("zeroshot", lambda: zero_shot(cfg, device, run.results["selection"]))
     run.results["heldout"] = {
         name: {"users": z["users"], "items": z.get("items"), "id_quality": z.get("id_quality"),
                "methods": dataset_rows(name, z)} for name, z in (run.results.get("zeroshot") or {}).items()}

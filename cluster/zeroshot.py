@@ -1,7 +1,9 @@
 """``idgenrec zeroshot``: a pretrained generator + recommender on datasets never seen in training.
 
 For each held-out dataset (one Ray task each): prepare its catalog, generate IDs for its unseen items with the
-trained generator (Algorithm 1, the Ray ID job), build the trie, and evaluate the test split with no training on it.
+trained generator (Algorithm 1, the Ray ID job), build the trie, and evaluate the test split with no training on it
+(or, on a *validation domain*, the valid split with the repeat bias and text prior chosen there: a held-out domain
+that selects a foundation model's settings for the domains it will meet, never their own test).
 Catalogs, ID tables and metrics are cached per dataset under ``out/<name>/``: a rerun after a crash skips finished
 datasets and resumes unfinished ID jobs.
 """
@@ -39,21 +41,27 @@ class ZeroShotConfig:
     beams: int = 20
     batch_size: int = 64
     max_users: int = 0
+    split: str = "test"
     copy_source: bool = False
     repeat_bias: float | None = None
     text_prior: float | None = None
+    repeat_bias_grid: list[float] = field(default_factory=list)
+    text_prior_grid: list[float] = field(default_factory=list)
     address: str | None = None
     device: str = "auto"
 
 
 HELP = {"generator": "trained ID generator directory", "recommender": "trained recommender directory",
         "data": "held-out dataset folders", "out": "output folder (per-dataset caches and zeroshot.json)",
-        "actors": "ID generator actors per dataset", "max_users": "evaluate the first N test users (0 = all)",
+        "actors": "ID generator actors per dataset", "max_users": "evaluate the first N users (0 = all)",
+        "split": "test (zero-shot figures) or valid (a validation domain: the grids below choose settings there)",
         "copy_source": "IDs of the held-out items made of tokens of their own text only (an ID job setting)",
         "repeat_bias": "also rank each user's history items at the model's score + this bias (the one chosen on the "
                        "pretraining data's validation, in the recommender run's summary.json; default: off)",
         "text_prior": "add this weight x each item's text similarity to the user's last items to the beam scores "
                       "(chosen on the pretraining data's validation; default: off)",
+        "repeat_bias_grid": "split valid only: choose the repeat bias among these values and off, by NDCG@10",
+        "text_prior_grid": "split valid only: choose the text prior's weight among these values and off, by NDCG@10",
         "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
 
 
@@ -75,34 +83,40 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
         run_ids(id_cfg)
         write_stamp(d / "ids", inputs)
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
-               "settings": settings_digest([cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
-                                                cfg.text_prior])}
-    done = read_eval(d, "test")
+               "settings": settings_digest([cfg.split, cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
+                                            cfg.text_prior, cfg.repeat_bias_grid, cfg.text_prior_grid])}
+    done = read_eval(d, cfg.split)
     if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
         return done
-    metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d, split="test",
-                                  beams=cfg.beams, batch_size=cfg.batch_size, max_users=cfg.max_users,
-                                  repeat_bias=cfg.repeat_bias, text_prior=cfg.text_prior, device=cfg.device))
+    metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d,
+                                  split=cfg.split, beams=cfg.beams, batch_size=cfg.batch_size,
+                                  max_users=cfg.max_users, repeat_bias=cfg.repeat_bias, text_prior=cfg.text_prior,
+                                  repeat_bias_grid=cfg.repeat_bias_grid, text_prior_grid=cfg.text_prior_grid,
+                                  device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
-    metrics |= held_out_figures(d, cfg.max_users)
-    write_eval(d, "test", metrics)
+    metrics |= held_out_figures(d, cfg.split, cfg.max_users)
+    write_eval(d, cfg.split, metrics)
     write_stamp(d, inputs)
     return metrics
 
 
-def held_out_figures(d: Path, max_users: int) -> dict:
+def held_out_figures(d: Path, split: str, max_users: int) -> dict:
     """What a zero-shot figure is read against, on the same users: the baselines (zero-shot peers and in-domain
     references, labelled) and the quality of the held-out catalog's IDs."""
     cat = read_catalog(d / "catalog")
     ids = item_id_texts(d / "ids", cat.item_ids)
     return {"items": len(cat.item_ids),
-            "baselines": zero_shot_baselines(cat.item_ids, cat.texts, cat.sequences, "test", max_users),
+            "baselines": zero_shot_baselines(cat.item_ids, cat.texts, cat.sequences, split, max_users),
             "id_quality": id_quality([generator_input(t) for t in cat.texts], ids)}
 
 
 def run_zeroshot(cfg: ZeroShotConfig) -> dict:
     if not cfg.data or None in (cfg.generator, cfg.recommender, cfg.out):
         raise ValueError("zeroshot needs generator, recommender, data and out")
+    if cfg.split not in ("valid", "test"):
+        raise ValueError(f"zeroshot split must be valid or test, got {cfg.split!r}")
+    if cfg.split == "test" and (cfg.repeat_bias_grid or cfg.text_prior_grid):
+        raise ValueError("the grids choose settings on a validation domain (split valid), never on test")
     # zero-shot means neither model (nor their tokenizer) has seen the dataset
     check_unseen({f"the generator {cfg.generator}": domains_seen(cfg.generator),
                   f"the recommender {cfg.recommender}": domains_seen(cfg.recommender)},
@@ -121,7 +135,8 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
             stop_ray()
     summary = {Path(d).resolve().name: {k: m[k] for k in ("users", *METRICS)}
                | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias",
-                                            "text_prior", "without_text_prior")}
+                                            "text_prior", "without_text_prior", "repeat_bias_ndcg10",
+                                            "text_prior_ndcg10")}
                for d, m in zip(cfg.data, results)}
-    write_json(Path(cfg.out) / "zeroshot.json", summary)
+    write_json(Path(cfg.out) / ("zeroshot.json" if cfg.split == "test" else f"zeroshot_{cfg.split}.json"), summary)
     return summary

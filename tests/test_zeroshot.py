@@ -89,3 +89,27 @@ def test_models_retrained_in_place_redo_their_steps(tiny_generator, tmp_path):
     save_model(model, tok, tmp_path / "gen")  # another generator, same folder
     run_zeroshot(replace(cfg))
     assert (d / "ids" / "item_ids.parquet").stat().st_mtime_ns != ids_at
+
+
+def test_a_validation_domain_chooses_settings_on_its_valid_split_only(tiny_generator, tmp_path):
+    """A validation domain (neither trained on nor a zero-shot target) scores its valid split and chooses the
+    repeat bias and text prior there; the grids are refused on test, before any work starts."""
+    tok = load_tokenizer(tiny_generator)
+    save_model(build_model(model_config("tiny"), tok), tok, tmp_path / "rec")
+    games = _domain(tmp_path, "Games", "chess dice cards puzzle maze quiz trivia bingo dominoes".split(), 12)
+    cfg = ZeroShotConfig(generator=tiny_generator, recommender=tmp_path / "rec", data=[games], out=tmp_path / "zs",
+                         groups=4, beams=10, device="cpu", split="valid", repeat_bias_grid=[0.0, 1.0],
+                         text_prior_grid=[1.0, 8.0])
+    games_v = run_zeroshot(cfg)["Games"]
+    assert games_v["users"] == 12
+    assert set(games_v["text_prior_ndcg10"]) == {"off", "1.0", "8.0"}
+    assert set(games_v["repeat_bias_ndcg10"]) == {"off", "0.0", "1.0"}
+    assert games_v["text_prior"] in (None, 1.0, 8.0) and games_v["repeat_bias"] in (None, 0.0, 1.0)
+    d = tmp_path / "zs" / "Games"
+    assert json.loads((d / "metrics_valid.json").read_text())["split"] == "valid"
+    assert not (d / "metrics_test.json").exists()  # the test split is never looked at
+    assert (tmp_path / "zs" / "zeroshot_valid.json").exists() and not (tmp_path / "zs" / "zeroshot.json").exists()
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="never on test"):
+        run_zeroshot(replace(cfg, split="test", out=tmp_path / "zs2"))
+    assert not (tmp_path / "zs2").exists()
