@@ -28,6 +28,7 @@ quicker look). ``--heldout`` takes any dataset folder in the shared layout.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field, replace
@@ -169,23 +170,34 @@ def on_pretraining_validation(cfg: TransferConfig, found: dict) -> dict:
 
 def on_validation_domain(cfg: TransferConfig, device: str, found: dict) -> dict:
     """Every epoch's export zero-shot on the validation domain's valid split (repeat bias and text prior chosen
-    there); the epoch with the best NDCG@10 (the earlier on a tie) and its settings. Each epoch's evaluation is
-    cached in its own folder, so a rerun continues."""
+    there); the epoch with the best NDCG@10 (the earlier on a tie) and its settings. One folder for all epochs (the
+    domain's IDs are made once); each epoch's figures kept in ``validation/epochs.json`` on the content of its
+    export and settings, so a rerun continues."""
     from cluster.zeroshot import run_zeroshot
     from eval.runs import TrainingRun
+    from infra.atomic import write_json
     from infra.config import build_config
+    from infra.fingerprint import content_digest, settings_digest
 
     run, name = TrainingRun(cfg.out / "foundation" / "recommender"), cfg.validation.resolve().name
     grid = build_config(TrainConfig, found["train_config"]).eval_repeat_bias_grid
+    cache = cfg.out / "validation" / "epochs.json"
+    done = json.loads(cache.read_text()) if cache.is_file() else {}
     epochs = {}
     for h in run.summary()["history"]:
         zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=run.export(h["epoch"]),
-                     data=[cfg.validation], out=cfg.out / "validation" / f"epoch{h['epoch']:03d}", split="valid",
+                     data=[cfg.validation], out=cfg.out / "validation", split="valid",
                      max_users=cfg.validation_users, repeat_bias_grid=grid, text_prior_grid=cfg.text_prior_grid,
                      device=device)
-        v = run_zeroshot(zs)[name]
-        epochs[h["epoch"]] = {k: v.get(k) for k in ("users", *METRICS, "repeat_bias", "text_prior",
-                                                     "without_text_prior", "text_prior_ndcg10")}
+        key = settings_digest([content_digest(zs.recommender), content_digest(zs.generator),
+                               content_digest(cfg.validation), [zs.groups, zs.beams, zs.max_users,
+                                                                zs.copy_source, grid, zs.text_prior_grid]])
+        if done.get(str(h["epoch"]), {}).get("key") != key:
+            v = run_zeroshot(zs)[name]
+            done[str(h["epoch"])] = {"key": key, "figures": {k: v.get(k) for k in (
+                "users", *METRICS, "repeat_bias", "text_prior", "without_text_prior", "text_prior_ndcg10")}}
+            write_json(cache, done)
+        v = epochs[h["epoch"]] = done[str(h["epoch"])]["figures"]
         log.info("validation domain %s, epoch %d: NDCG@10 %.4f (repeat bias %s, text prior %s)", name, h["epoch"],
                  v["NDCG@10"], v.get("repeat_bias"), v.get("text_prior"))
     best = max(epochs, key=lambda e: (epochs[e]["NDCG@10"], -e))
