@@ -48,6 +48,7 @@ from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from pretrain.config import TrainConfig  # noqa: E402
+from recommender.id_prior import BETA_GRID  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
 log = logging.getLogger("idgenrec.bench")
@@ -60,7 +61,8 @@ HELDOUT = [SHARED_DATA / n for n in ("Toys", "Yelp")]
 # ../shared/paper/tables.md, Table 7 (a pretrained t5-small on a 19-domain Fusion corpus; zero-shot)
 PAPER_TABLE7 = {"Toys": {"HR@5": .0103, "HR@10": .0215, "NDCG@5": .0079, "NDCG@10": .0114},
                 "Yelp": {"HR@5": .0300, "HR@10": .0329, "NDCG@5": .0248, "NDCG@10": .0258}}
-ROWS = [("ours", "ours (zero-shot)"), ("ours_no_text_prior", "ours, no text prior"),
+ROWS = [("ours", "ours (zero-shot)"), ("ours_no_id_prior", "ours, no ID prior"),
+        ("ours_no_text_prior", "ours, no text prior"),
         ("ours_beams_only", "ours, beams only"),
         ("text_similarity", "text similarity"), ("recent_then_text", "recent, then text"), ("random", "random"),
         ("popularity", "popularity [in-domain]"), ("markov", "Markov [in-domain]"),
@@ -77,6 +79,7 @@ class TransferConfig:
     users_per_domain: int = 3000
     epochs: int = 5
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
+    id_prior_grid: list[float] = field(default_factory=lambda: list(BETA_GRID))
     train_config: Path | None = None
     device: str = "auto"
     # the foundation model: the standard recipe on the corpus (the recommender from the warm-started generator)
@@ -90,7 +93,8 @@ class TransferConfig:
     FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "heldout", "procs", "device",
                                            "with_sasrec", "train_config"),
                               "zeroshot": ("generator", "recommender", "data", "out", "split", "repeat_bias",
-                                           "text_prior", "repeat_bias_grid", "text_prior_grid", "device")}
+                                           "text_prior", "repeat_bias_grid", "text_prior_grid", "id_prior",
+                                           "id_prior_grid", "device")}
 
     def check(self) -> None:
         if not self.pretrain or not self.heldout:
@@ -114,6 +118,8 @@ HELP = {"pretrain": "pretraining dataset folders (shared layout)",
                         "with this benchmark's epochs",
         "text_prior_grid": "weights of the text-similarity prior tried on the validation (the best, or off, is used "
                            "zero-shot; empty: no prior)",
+        "id_prior_grid": "betas of the ID prior correction (recommender.id_prior) tried on the validation domain "
+                         "(the best, or off, is used zero-shot; empty: none; not used without a validation domain)",
         "device": "auto, cpu or cuda",
         **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"}),
         **nested_help("zeroshot", ZEROSHOT_HELP)}
@@ -188,22 +194,24 @@ def on_validation_domain(cfg: TransferConfig, device: str, found: dict) -> dict:
         zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=run.export(h["epoch"]),
                      data=[cfg.validation], out=cfg.out / "validation", split="valid",
                      max_users=cfg.validation_users, repeat_bias_grid=grid, text_prior_grid=cfg.text_prior_grid,
-                     device=device)
+                     id_prior_grid=cfg.id_prior_grid, device=device)
         key = settings_digest([content_digest(zs.recommender), content_digest(zs.generator),
                                content_digest(cfg.validation), [zs.groups, zs.beams, zs.max_users,
-                                                                zs.copy_source, grid, zs.text_prior_grid]])
+                                                                zs.copy_source, grid, zs.text_prior_grid,
+                                                                zs.id_prior_grid]])
         if done.get(str(h["epoch"]), {}).get("key") != key:
             v = run_zeroshot(zs)[name]
             done[str(h["epoch"])] = {"key": key, "figures": {k: v.get(k) for k in (
-                "users", *METRICS, "repeat_bias", "text_prior", "without_text_prior", "text_prior_ndcg10")}}
+                "users", *METRICS, "repeat_bias", "text_prior", "without_text_prior", "text_prior_ndcg10", "id_prior",
+                "without_id_prior", "id_prior_ndcg10")}}
             write_json(cache, done)
         v = epochs[h["epoch"]] = done[str(h["epoch"])]["figures"]
-        log.info("validation domain %s, epoch %d: NDCG@10 %.4f (repeat bias %s, text prior %s)", name, h["epoch"],
-                 v["NDCG@10"], v.get("repeat_bias"), v.get("text_prior"))
+        log.info("validation domain %s, epoch %d: NDCG@10 %.4f (repeat bias %s, text prior %s, ID prior %s)", name,
+                 h["epoch"], v["NDCG@10"], v.get("repeat_bias"), v.get("text_prior"), v.get("id_prior"))
     best = max(epochs, key=lambda e: (epochs[e]["NDCG@10"], -e))
     return {"recommender": str(run.export(best)), "on": f"{name} (validation domain)", "epoch": best,
             "repeat_bias": epochs[best]["repeat_bias"], "text_prior": epochs[best]["text_prior"],
-            "validation_domain": {"dataset": name, "epochs": epochs}}
+            "id_prior": epochs[best].get("id_prior"), "validation_domain": {"dataset": name, "epochs": epochs}}
 
 
 def zero_shot(cfg: TransferConfig, device: str, chosen: dict) -> dict:
@@ -214,15 +222,16 @@ def zero_shot(cfg: TransferConfig, device: str, chosen: dict) -> dict:
     folder = cfg.out / ("zeroshot-copy" if cfg.zeroshot.copy_source else "zeroshot")
     zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=Path(chosen["recommender"]),
                  data=list(cfg.heldout), out=folder, repeat_bias=chosen["repeat_bias"],
-                 text_prior=chosen["text_prior"], device=device)
+                 text_prior=chosen["text_prior"], id_prior=chosen.get("id_prior"), device=device)
     return run_zeroshot(zs)
 
 
 def dataset_rows(name: str, z: dict) -> dict:
     """One held-out dataset's methods, each with its ``test`` metrics on the same users."""
     methods = {"ours": {"test": {k: z[k] for k in ("users", *METRICS)}, "repeat_bias": z.get("repeat_bias"),
-                        "text_prior": z.get("text_prior")}}
-    for key, method in (("without_text_prior", "ours_no_text_prior"), ("without_repeat_bias", "ours_beams_only")):
+                        "text_prior": z.get("text_prior"), "id_prior": z.get("id_prior")}}
+    for key, method in (("without_id_prior", "ours_no_id_prior"), ("without_text_prior", "ours_no_text_prior"),
+                        ("without_repeat_bias", "ours_beams_only")):
         if z.get(key):
             methods[method] = {"test": z[key]}
     for method, m in (z.get("baselines") or {}).items():
@@ -232,24 +241,31 @@ def dataset_rows(name: str, z: dict) -> dict:
     return methods
 
 
+def ours_label(ours: dict) -> str:
+    """Ours named by the levers it ran with."""
+    levers = [f" + {name} {ours[key]:g}" for key, name in (("text_prior", "text prior"), ("id_prior", "ID prior"))
+              if ours.get(key) is not None]
+    return "ours" + "".join(levers)
+
+
 def selection_line(chosen: dict) -> str:
     """How the zero-shot settings were chosen, in one line of the table."""
     epoch = f"epoch {chosen['epoch']}, " if "epoch" in chosen else ""
     return (f"chosen on {chosen['on']}: {epoch}repeat bias {chosen['repeat_bias']}, "
-            f"text prior {chosen['text_prior']}")
+            f"text prior {chosen['text_prior']}, ID prior {chosen.get('id_prior')}")
 
 
 def table(results: dict) -> str:
-    rows = [f"{'dataset':12s} {'method':24s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
+    rows = [f"{'dataset':12s} {'method':34s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
     if results.get("selection"):
         rows.insert(0, selection_line(results["selection"]))
     for name, r in results.get("heldout", {}).items():
         for key, label in ROWS:
             if key in r["methods"]:
                 m = r["methods"][key]["test"]
-                if key == "ours" and r["methods"]["ours"].get("text_prior") is not None:
-                    label = f"ours + text prior {r['methods']['ours']['text_prior']:g}"
-                rows.append(f"{name:12s} {label:24s} " + metric_cells(m) + f"  {m.get('users', '')}")
+                if key == "ours":
+                    label = ours_label(r["methods"]["ours"])
+                rows.append(f"{name:12s} {label:34s} " + metric_cells(m) + f"  {m.get('users', '')}")
         q = r.get("id_quality") or {}
         if q:
             rows.append(f"{name:12s} IDs: {q['id_words_in_text']:.2f} of an ID's words in its item's text, "

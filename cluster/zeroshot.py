@@ -45,8 +45,10 @@ class ZeroShotConfig:
     copy_source: bool = False
     repeat_bias: float | None = None
     text_prior: float | None = None
+    id_prior: float | None = None
     repeat_bias_grid: list[float] = field(default_factory=list)
     text_prior_grid: list[float] = field(default_factory=list)
+    id_prior_grid: list[float] = field(default_factory=list)
     address: str | None = None
     device: str = "auto"
 
@@ -60,6 +62,9 @@ HELP = {"generator": "trained ID generator directory", "recommender": "trained r
                        "pretraining data's validation, in the recommender run's summary.json; default: off)",
         "text_prior": "add this weight x each item's text similarity to the user's last items to the beam scores "
                       "(chosen on the pretraining data's validation; default: off)",
+        "id_prior": "subtract this beta x each ID's score after a prompt with no history (recommender.id_prior; "
+                    "chosen on a validation domain; default: off)",
+        "id_prior_grid": "split valid only: choose the ID prior's beta among these values and off, by NDCG@10",
         "repeat_bias_grid": "split valid only: choose the repeat bias among these values and off, by NDCG@10",
         "text_prior_grid": "split valid only: choose the text prior's weight among these values and off, by NDCG@10",
         "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
@@ -84,7 +89,8 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
         write_stamp(d / "ids", inputs)
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
                "settings": settings_digest([cfg.split, cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
-                                            cfg.text_prior, cfg.repeat_bias_grid, cfg.text_prior_grid])}
+                                            cfg.text_prior, cfg.repeat_bias_grid, cfg.text_prior_grid,
+                                            cfg.id_prior, cfg.id_prior_grid])}
     done = read_eval(d, cfg.split)
     if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
         return done
@@ -92,7 +98,7 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
                                   split=cfg.split, beams=cfg.beams, batch_size=cfg.batch_size,
                                   max_users=cfg.max_users, repeat_bias=cfg.repeat_bias, text_prior=cfg.text_prior,
                                   repeat_bias_grid=cfg.repeat_bias_grid, text_prior_grid=cfg.text_prior_grid,
-                                  device=cfg.device))
+                                  id_prior=cfg.id_prior, id_prior_grid=cfg.id_prior_grid, device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
     metrics |= held_out_figures(d, cfg.split, cfg.max_users)
     write_eval(d, cfg.split, metrics)
@@ -115,7 +121,7 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
         raise ValueError("zeroshot needs generator, recommender, data and out")
     if cfg.split not in ("valid", "test"):
         raise ValueError(f"zeroshot split must be valid or test, got {cfg.split!r}")
-    if cfg.split == "test" and (cfg.repeat_bias_grid or cfg.text_prior_grid):
+    if cfg.split == "test" and (cfg.repeat_bias_grid or cfg.text_prior_grid or cfg.id_prior_grid):
         raise ValueError("the grids choose settings on a validation domain (split valid), never on test")
     # zero-shot means neither model (nor their tokenizer) has seen the dataset
     check_unseen({f"the generator {cfg.generator}": domains_seen(cfg.generator),
@@ -136,7 +142,8 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
     summary = {Path(d).resolve().name: {k: m[k] for k in ("users", *METRICS)}
                | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias",
                                             "text_prior", "without_text_prior", "repeat_bias_ndcg10",
-                                            "text_prior_ndcg10")}
+                                            "text_prior_ndcg10", "id_prior", "without_id_prior",
+                                            "id_prior_ndcg10")}
                for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / ("zeroshot.json" if cfg.split == "test" else f"zeroshot_{cfg.split}.json"), summary)
     return summary

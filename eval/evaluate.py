@@ -19,6 +19,7 @@ from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
 from recommender.decode import ranked_items
+from recommender.id_prior import corrected_all, null_scores
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from catalog.similarity import TextSimilarity
 from recommender.repeats import Ranked, merge_repeats, scored_histories
@@ -48,6 +49,8 @@ class EvalConfig:
     text_prior: float | None = None
     text_prior_grid: list[float] = field(default_factory=list)
     text_candidates: int = 20
+    id_prior: float | None = None
+    id_prior_grid: list[float] = field(default_factory=list)
     template: int = EVAL_TEMPLATE
     max_users: int = 0
     device: str = "auto"
@@ -63,6 +66,9 @@ class EvalConfig:
         if self.text_prior_grid and (self.split != "valid" or self.text_prior is not None):
             raise ValueError("text_prior_grid chooses a text prior on the valid split (test takes the chosen "
                              "text_prior)")
+        if self.id_prior_grid and (self.split != "valid" or self.id_prior is not None):
+            raise ValueError("id_prior_grid chooses an ID prior correction on the valid split (test takes the chosen "
+                             "id_prior)")
         if self.exclude_history and (self.repeat_bias is not None or self.repeat_bias_grid):
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
 
@@ -74,6 +80,10 @@ HELP = {"repeat_bias": "also rank the user's history items, at the model's score
                       "scores, the most similar items joining the beams (recommender.text_prior); default: off",
         "text_prior_grid": "on the valid split: choose text_prior among these values and off, by NDCG@10",
         "text_candidates": "with a text prior: the most text-similar items scored by the model and merged",
+        "id_prior": "subtract this beta x the model's score of each ID after a prompt with no history from its score "
+                    "(recommender.id_prior: 1 ranks by how much the history raises an ID); default: off",
+        "id_prior_grid": "on the valid split: choose id_prior among these values and off, by NDCG@10 (the repeat "
+                         "bias and text prior chosen again for each)",
         "template": "which of the 10 prompt templates the evaluation prompts use (0: the evaluation's own)",
         "model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
@@ -112,8 +122,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                           total=len(todo), desc=f"eval {cfg.split}", unit="user"))
     targets = [s.target for s in todo]
     scoring = Scoring(model, tok, prompts, dict(zip(cat.item_ids, tokens)), cfg)
-    beams, repeats = with_repeats(cfg, scoring, beams, [s.history for s in todo], targets)
-    beams, prior = with_text_prior(cfg, scoring, beams, cat, todo, targets)
+    beams, levers = with_id_prior(cfg, scoring, beams, cat, todo, targets)
     ranked = [[i for i, _ in kept] for kept in beams]
     scores = [[v for _, v in kept] for kept in beams]
     seconds = time.time() - t0
@@ -124,7 +133,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                "partial": len(todo) < len(eligible),
                "popularity": popularity_metrics(cat.sequences, cfg.split, max_users=cfg.max_users),
                "catalog": str(cfg.catalog),
-               "model": str(cfg.model), **repeats, **prior}
+               "model": str(cfg.model), **levers}
     write_eval(cfg.out, cfg.split, metrics, {"user_id": [cat.users[s.user] for s in todo], "target": targets,
                                              "topk": ranked, "scores": scores})
     log.info("%s: HR@5 %.4f HR@10 %.4f NDCG@5 %.4f NDCG@10 %.4f over %d users (popularity HR@10 %.4f); "
@@ -144,12 +153,59 @@ class Scoring:
     prompts: list[str]
     tokens_of: dict
     cfg: EvalConfig
+    null: dict = field(default_factory=dict)  # the ID prior's null scores, when one is applied
+    beta: float | None = None  # the ID prior correction applied to every score handed out
+    memo: dict = field(default_factory=dict)  # what each lever computed once, reused for every beta tried
+
+    def cached(self, key: str, compute):
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def score(self, items: list, desc: str) -> list[Ranked]:
         c = self.cfg
-        return list(progress(scored_histories(self.model, self.tok, self.prompts, items, self.tokens_of,
-                                              c.batch_size, c.max_source_tokens, c.length_penalty),
-                             total=len(items), desc=f"score {c.split} {desc}", unit="user"))
+        raw = self.cached(desc, lambda: list(progress(
+            scored_histories(self.model, self.tok, self.prompts, items, self.tokens_of, c.batch_size,
+                             c.max_source_tokens, c.length_penalty),
+            total=len(items), desc=f"score {c.split} {desc}", unit="user")))
+        return list(corrected_all(raw, self.null, self.beta))
+
+
+def with_id_prior(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat, todo, targets: list
+                  ) -> tuple[list[Ranked], dict]:
+    """The repeat bias and the text prior (``with_levers``) on scores corrected by the ID prior
+    (``recommender.id_prior``) at the chosen (or given) beta, and the record (ours without it kept as its own row)."""
+    if not cfg.id_prior_grid and not cfg.id_prior:
+        return with_levers(cfg, scoring, beams, cat, todo, targets)
+    c = cfg
+    scoring.null = null_scores(scoring.model, scoring.tok, cat.item_ids, scoring.tokens_of, 4 * c.batch_size,
+                               c.max_source_tokens, c.length_penalty, c.template)
+    tried: dict = {}
+
+    def at(beta: float | None) -> tuple[list[Ranked], dict]:
+        if beta not in tried:
+            scoring.beta = beta
+            tried[beta] = with_levers(cfg, scoring, list(corrected_all(beams, scoring.null, beta)), cat, todo,
+                                      targets)
+        return tried[beta]
+
+    beta, record = cfg.id_prior, {}
+    if cfg.id_prior_grid:
+        beta, record["id_prior_ndcg10"] = choose_by_ndcg(at(None)[0], targets, cfg.id_prior_grid,
+                                                         lambda b: at(b)[0])
+    record["id_prior"] = beta
+    ranked, levers = at(beta)
+    if beta is not None:
+        record["without_id_prior"] = leave_one_out_metrics([[i for i, _ in b] for b in at(None)[0]], targets)
+    return ranked, {**levers, **record}
+
+
+def with_levers(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat, todo, targets: list
+                ) -> tuple[list[Ranked], dict]:
+    """The beams with the repeat bias, then the text prior (each chosen or given), and their records."""
+    beams, repeats = with_repeats(cfg, scoring, beams, [s.history for s in todo], targets)
+    beams, prior = with_text_prior(cfg, scoring, beams, cat, todo, targets)
+    return beams, {**repeats, **prior}
 
 
 def with_repeats(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], histories: list, targets: list
@@ -176,8 +232,9 @@ def with_text_prior(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat,
         return beams, {}
     row = cat.item_index()
     histories = [[row[i] for i in s.history] for s in todo]
-    rows, similar = prior_candidates(TextSimilarity(cat.texts), histories,
-                                     [[row[i] for i, _ in b] for b in beams], cfg.text_candidates)
+    # the beams' items are the same whatever the ID prior's beta (it only reorders them): computed once
+    rows, similar = scoring.cached("text prior candidates", lambda: prior_candidates(
+        TextSimilarity(cat.texts), histories, [[row[i] for i, _ in b] for b in beams], cfg.text_candidates))
     candidates = scoring.score([[cat.item_ids[r] for r in top] for top in rows], "text candidates")
     sim = [{cat.item_ids[r]: v for r, v in d.items()} for d in similar]
     weight, record = cfg.text_prior, {}

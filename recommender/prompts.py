@@ -42,6 +42,12 @@ def render_prompt(history: Sequence[str], user_id: str | None = None, template: 
     return TEMPLATES[template].format(user=user, history=ITEM_SEPARATOR.join(reversed(history)))
 
 
+def empty_history_prompt(template: int = EVAL_TEMPLATE) -> str:
+    """The prompt with no item in it: what the model would write before reading any history (the ID prior that
+    ``recommender.id_prior`` divides out)."""
+    return TEMPLATES[template].format(user="the user ", history="")
+
+
 def pick_template(rng: random.Random, templates: int = len(TEMPLATES)) -> int:
     """A training template among the first ``templates`` (1: only the evaluation's, ``EVAL_TEMPLATE``)."""
     return rng.randrange(templates)

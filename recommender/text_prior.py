@@ -22,7 +22,8 @@ WEIGHT_GRID = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]  # what the benchmarks choos
 def prior_candidates(sim: TextSimilarity, histories: Sequence[Sequence[int]], beams: Sequence[Sequence[int]], k: int,
                      batch: int = 256, barred: Sequence[int] = ()) -> tuple[list[list[int]], list[dict[int, float]]]:
     """Per user: the ``k`` item rows most similar to their last items (history and ``barred`` rows excluded: items
-    that may not be recommended), and the similarity of every row the prior may need (those and the beam items)."""
+    that may not be recommended), and the similarity of every row the prior may need (those, the beam items and the
+    history items, which a repeat bias may rank)."""
     candidates, similarity = [], []
     for start, scores in zip(range(0, len(histories), batch), sim.batches(histories, batch)):
         for r, h in enumerate(histories[start:start + batch]):
@@ -30,7 +31,7 @@ def prior_candidates(sim: TextSimilarity, histories: Sequence[Sequence[int]], be
             near = row.clone()
             near[list(h) + list(barred)] = -math.inf
             top = near.topk(min(k, len(near))).indices.tolist()
-            keep = set(top) | set(beams[start + r])
+            keep = set(top) | set(beams[start + r]) | set(h)
             candidates.append(top)
             similarity.append({i: float(row[i]) for i in keep})
     return candidates, similarity
