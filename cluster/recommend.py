@@ -34,6 +34,7 @@ from infra.progress import progress
 from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
+from recommender.id_prior import corrected_all, null_scores
 from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
@@ -54,6 +55,7 @@ class RecommendConfig:
     repeat_bias: float | None = None
     text_prior: float | None = None
     text_candidates: int = 20
+    id_prior: float | None = None
     catalog: Path | None = None
     with_ids: bool = False
     skip_bad: bool = False
@@ -92,6 +94,8 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
         "text_prior": "add this weight x each item's text similarity to the history's last items to the scores, the "
                       "most similar items joining the beams (the weight validation chose); default off",
         "text_candidates": "with a text prior: the most text-similar items scored by the model and merged",
+        "id_prior": "subtract this beta x the model's score of each ID after a prompt with no history "
+                    "(recommender.id_prior; the beta validation chose); default off",
         "catalog": "catalog directory with the items' text (for text_prior)",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
@@ -190,6 +194,9 @@ class Ranker:
         self.trie = Trie.build([tokens[n] for n in rows], self.tok.eos_token_id, len(self.tok)).to(device)
         self.tokens_of = {every[n]: tokens[n] for n in rows}  # what repeat_bias may bring back
         self.every, self.row = every, {i: n for n, i in enumerate(every)}
+        if cfg.id_prior:
+            self.null = null_scores(self.model, self.tok, self.item_ids, self.tokens_of, 4 * cfg.batch_size,
+                                    cfg.max_source_tokens, cfg.length_penalty, EVAL_TEMPLATE)
         if cfg.text_prior is not None:
             text = dict(zip((cat := read_catalog(cfg.catalog)).item_ids, cat.texts))
             self.similarity = TextSimilarity([text.get(i, "") for i in every])
@@ -200,11 +207,12 @@ class Ranker:
         cfg = self.cfg
         prompts = [render_prompt([self.id_of[i] for i in items], None, EVAL_TEMPLATE) for _, items in histories]
         exclude = [set(items) for _, items in histories] if cfg.exclude_history else None
-        ranked = ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids, cfg.beams, cfg.batch_size,
-                              cfg.max_source_tokens, cfg.length_penalty, exclude)
+        ranked = self.corrected(ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids, cfg.beams,
+                                             cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty, exclude))
         if cfg.repeat_bias is not None:
-            scored = scored_histories(self.model, self.tok, prompts, [items for _, items in histories],
-                                      self.tokens_of, cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty)
+            scored = self.corrected(scored_histories(self.model, self.tok, prompts, [items for _, items in histories],
+                                                     self.tokens_of, cfg.batch_size, cfg.max_source_tokens,
+                                                     cfg.length_penalty))
             ranked = (merge_repeats(b, h, cfg.repeat_bias) for b, h in zip(ranked, scored))
         if cfg.text_prior is not None:
             ranked = self.with_text_prior(prompts, [items for _, items in histories], list(ranked))
@@ -218,14 +226,19 @@ class Ranker:
         return lines
 
 
+    def corrected(self, lists):
+        """Scores with the ID prior correction (``recommender.id_prior``) at ``id_prior`` (off: unchanged)."""
+        return corrected_all(lists, self.null, self.cfg.id_prior) if self.cfg.id_prior else lists
+
     def with_text_prior(self, prompts: list[str], histories: list[list[str]], ranked: list) -> list:
         """The beams with the text prior (``recommender.text_prior``) at ``text_prior``."""
         cfg = self.cfg
         rows, similar = prior_candidates(self.similarity, [[self.row[i] for i in h] for h in histories],
                                          [[self.row[i] for i, _ in b] for b in ranked], cfg.text_candidates,
                                          barred=self.barred)
-        scored = scored_histories(self.model, self.tok, prompts, [[self.every[r] for r in top] for top in rows],
-                                  self.tokens_of, cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty)
+        scored = self.corrected(scored_histories(self.model, self.tok, prompts,
+                                                 [[self.every[r] for r in top] for top in rows], self.tokens_of,
+                                                 cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty))
         return [merge_text_prior(b, c, {self.every[r]: v for r, v in s.items()}, cfg.text_prior)
                 for b, c, s in zip(ranked, scored, similar)]
 

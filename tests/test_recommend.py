@@ -74,6 +74,21 @@ def test_recommend_with_a_text_prior_gives_the_evaluations_top_k(served, word_id
         RecommendConfig(model=d / "rec", ids=word_ids, text_prior=1.0).check()
 
 
+def test_recommend_with_the_id_prior_gives_the_evaluations_top_k(served, word_ids, collide_catalog):
+    """Serving and evaluation share the ID prior correction (with the other levers): same beta, same lists."""
+    d, cat, todo, topk = served
+    evaluate(EvalConfig(model=d / "rec", catalog=collide_catalog, ids=word_ids, out=d / "eval_p", device="cpu",
+                        id_prior=1.0, repeat_bias=0.5, text_prior=3.0, text_candidates=8))
+    want = pq.read_table(d / "eval_p" / "topk_test.parquet").to_pydict()["topk"]
+    stdout = io.StringIO()
+    cfg = RecommendConfig(model=d / "rec", ids=word_ids, histories=d / "histories.txt", id_prior=1.0,
+                          repeat_bias=0.5, text_prior=3.0, text_candidates=8, catalog=collide_catalog, batch_size=5,
+                          device="cpu")
+    run_recommend(cfg, None, stdout)
+    got = [json.loads(line)["items"] for line in stdout.getvalue().splitlines()]
+    assert got == [r[:10] for r in want] and got != [r[:10] for r in topk["topk"]]
+
+
 def test_json_lines_from_standard_input_and_history_rules(served, word_ids):
     d, cat, todo, topk = served
     stdin = io.StringIO("".join(json.dumps({"user": cat.users[s.user], "history": s.history}) + "\n"
