@@ -145,11 +145,12 @@ class Phases:
         write_json(self.path, self.results)
 
 
-def text_prior_on_validation(run: Path, result: dict, grid: list[float]) -> dict:
+def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid: list[float] = ()) -> dict:
     """The text prior's weight (``recommender.text_prior``) chosen on the validation of a finished standard run
     (``run``: its folder; ``result``: its standard.json), with the repeat bias that run chose: the selected
-    recommender re-ranked with each weight of ``grid``. Cached in ``run/text_prior`` on the content of the model and
-    the catalog; the evaluated (held-out, new-item) data is never looked at."""
+    recommender re-ranked with each weight of ``grid`` (and, with ``id_grid``, each ID prior correction of
+    ``recommender.id_prior``, the weight chosen again at each). Cached in ``run/text_prior`` on the content of the
+    model and the catalog; the evaluated (held-out, new-item) data is never looked at."""
     from eval.runs import TrainingRun, read_eval
     from infra.config import build_config
     from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
@@ -162,12 +163,15 @@ def text_prior_on_validation(run: Path, result: dict, grid: list[float]) -> dict
     tcfg = build_config(TrainConfig, result["train_config"])
     bias = (result["ours"].get("repeat_bias") or {}).get("chosen")
     inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
-              "settings": settings_digest([grid, bias, tcfg.valid_max_users, tcfg.eval_beams])}
+              "settings": settings_digest([grid, bias, tcfg.valid_max_users, tcfg.eval_beams]
+                                          + ([list(id_grid)] if id_grid else []))}
     if not step_done("text prior", out, inputs, read_eval(out, "valid") is not None):
-        evaluate_export(best, tcfg, "valid", out=out, repeat_bias=bias, text_prior_grid=grid)
+        evaluate_export(best, tcfg, "valid", out=out, repeat_bias=bias, text_prior_grid=grid,
+                        id_prior_grid=list(id_grid))
         write_stamp(out, inputs)
     valid = read_eval(out, "valid")
-    return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias}
+    return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias,
+            "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10")}
 
 
 def bench_config(cls: type, help_texts: dict, doc: str, argv: list[str] | None):

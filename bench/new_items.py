@@ -10,7 +10,8 @@ held-out items with ``idgenrec add-items``, and rank for the users whose test ta
    ``max_history``; held-out items in it have IDs now too). All methods rank over every item, old and new:
    ours (the best-on-validation recommender, trie of the extended table), popularity (training counts: a new item
    has none), and text similarity (TF-IDF cosine to the user's last 3 items, history excluded); and ours with the
-   text prior (``recommender.text_prior``) at the weight chosen on the training data's validation, as its own row.
+   text prior (``recommender.text_prior``) and the ID prior correction (``recommender.id_prior``) chosen on the
+   training data's validation, as its own row ("ours + levers").
 
 Writes ``out/new_items.json`` (metrics per method, users, items, the share of new items in ours' top-10) and prints a
 table.
@@ -37,6 +38,7 @@ import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
 from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
+from recommender.id_prior import BETA_GRID  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
@@ -47,6 +49,7 @@ class NewItemsConfig:
     out: Path = Path("runs/new_items")
     fraction: float = 0.1
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
+    id_prior_grid: list[float] = field(default_factory=lambda: list(BETA_GRID))
     # the quality benchmark's recipe with a shorter warm start and budget (its standard.seed also draws the
     # held-out items)
     quality: quality.QualityConfig = field(default_factory=lambda: quality.QualityConfig(
@@ -63,7 +66,9 @@ class NewItemsConfig:
 HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
         "fraction": "share of the items held out as new (seeded random draw)",
         "text_prior_grid": "weights of the text-similarity prior tried on the training data's validation (the best, "
-                           "or off, ranks the 'ours + text prior' row; empty: no such row)",
+                           "or off, ranks the 'ours + levers' row; empty: none)",
+        "id_prior_grid": "betas of the ID prior correction (recommender.id_prior) tried on the same validation, the "
+                         "text prior's weight chosen again at each (empty: none)",
         **nested_help("quality", quality.HELP)}
 
 
@@ -156,16 +161,17 @@ def run(cfg: NewItemsConfig) -> dict:
     by_text = [[catalog.item_ids[i] for i in top]  # every item, most similar first
                for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
                                                   len(catalog.item_ids))]
-    prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid)  # the training data's validation
+    # the training data's validation (its targets are all known items: nothing there rewards ranking new ones)
+    prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid, cfg.id_prior_grid)
     ranked = {
         "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device),
         "popularity": [popularity_ranking(read_catalog(out / "train" / "catalog").sequences, "test", 10)] * len(cases),
         "text similarity": [top[:10] for top in by_text],
     }
-    if prior["chosen"] is not None:
-        ranked["ours + text prior"] = ours_rankings(model, out / "added" / "ids", histories, cfg,
-                                                    trained["train_config"], device, text_prior=prior["chosen"],
-                                                    catalog=out / "added" / "catalog")
+    if prior["chosen"] is not None or prior.get("id_prior") is not None:
+        ranked["ours + levers"] = ours_rankings(model, out / "added" / "ids", histories, cfg,
+                                                trained["train_config"], device, text_prior=prior["chosen"],
+                                                id_prior=prior.get("id_prior"), catalog=out / "added" / "catalog")
     # Among the new items only (a trie of their IDs; text similarity's full ranking filtered): does the model order
     # the new items sensibly, once it is made to choose among them?
     among_new = {
@@ -191,8 +197,9 @@ def table(r: dict) -> str:
             f"{'method':18s} " + " ".join(f"{m:>8s}" for m in METRICS)]
     for method, m in r["methods"].items():
         rows.append(f"{method:18s} " + metric_cells(m) + f"  {r['new_share_of_top10'][method]:.1%} of the top-10 new")
-    if r["text_prior"]["chosen"] is not None:
-        rows.append(f"text prior weight {r['text_prior']['chosen']:g}, chosen on the training data's validation")
+    chosen = r["text_prior"]
+    rows.append(f"chosen on the training data's validation: text prior {chosen['chosen']}, ID prior "
+                f"{chosen.get('id_prior')} (ours + levers)")
     rows.append("ranked among the new items only:")
     for method, m in r["among_new_items"].items():
         rows.append(f"{method:18s} " + metric_cells(m))

@@ -87,5 +87,5 @@ def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, out: Path | N
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", LEGACY_MAX_HISTORY),
                             device="auto", **levers))
     keep = ("users", "partial", *METRICS, "coverage@10", "repeat_bias", "repeat_bias_ndcg10", "text_prior",
-            "text_prior_ndcg10", "without_text_prior")
+            "text_prior_ndcg10", "without_text_prior", "id_prior", "id_prior_ndcg10", "without_id_prior")
     return {k: m[k] for k in keep if k in m}
