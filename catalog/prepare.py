@@ -34,6 +34,7 @@ class PrepareConfig:
     field_order: list[str] = field(default_factory=lambda: list(DEFAULT_FIELD_ORDER))
     exclude_fields: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     fallback_fields: list[str] = field(default_factory=lambda: ["idgenrec_phase0_id"])
+    text_fields: list[str] = field(default_factory=list)
     max_field_words: int = 64
     max_text_words: int = 256
     keep_unused_items: bool = False
@@ -55,6 +56,7 @@ HELP = {
     "field_order": "fields rendered first, in this order; all other fields follow",
     "exclude_fields": "fields never rendered (not item metadata)",
     "fallback_fields": "rendered only for items whose other fields give no text (e.g. Sports' keyword IDs)",
+    "text_fields": "render only these fields (e.g. title: a thin-text catalog); empty: every field not excluded",
     "max_field_words": "word budget of one field's value",
     "max_text_words": "word budget of the whole rendered text",
     "keep_unused_items": "keep items with metadata that appear in no sequence",
@@ -92,7 +94,8 @@ def _link_sequences(raw: RawDataset, problems: Problems) -> list[tuple[str, list
 def render(fields: dict[str, Any], cfg: PrepareConfig) -> tuple[str, bool]:
     """(text, from real metadata?) - the fallback fields only when nothing else gives text."""
     kw = dict(field_order=cfg.field_order, max_field_words=cfg.max_field_words, max_text_words=cfg.max_text_words)
-    text = render_item(fields, exclude=list(cfg.exclude_fields) + list(cfg.fallback_fields), **kw)
+    shown = {k: v for k, v in fields.items() if k in cfg.text_fields} if cfg.text_fields else fields
+    text = render_item(shown, exclude=list(cfg.exclude_fields) + list(cfg.fallback_fields), **kw)
     if text:
         return text, True
     fallback = [fields[k] for k in cfg.fallback_fields if k in fields]

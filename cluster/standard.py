@@ -59,6 +59,7 @@ class StandardConfig:
     domain: str | None = None
     users: int = 0
     heldout: list[Path] = field(default_factory=list)
+    text_fields: list[str] = field(default_factory=list)
     user_ids: bool = False
     max_history: int = MAX_HISTORY
     train_config: Path | None = None
@@ -89,6 +90,8 @@ HELP = {"data": "dataset folder (shared layout or a raw public format), or a cat
         "out": "run folder (one subfolder per step)",
         "domain": "dataset name (default: the folder's name)", "users": "a seeded slice of this many users (0: all)",
         "heldout": "datasets kept unseen: refused as tokenizer / warm-start text",
+        "text_fields": "item fields rendered into the item text (e.g. title: a thin-text variant of the dataset); "
+                       "empty: all",
         "user_ids": "also generate user IDs (from the items before each target: no leak) and put them in prompts",
         "max_history": "history items in a prompt (the most recent)",
         "train_config": "YAML of the recommender phase (pretrain.train fields)",
@@ -145,18 +148,23 @@ def prepare_data(cfg: StandardConfig, seconds: dict | None = None):
     data = Path(cfg.data)
     if cfg.users and is_catalog(data):
         raise ValueError(f"{data} is a catalog: slice the dataset folders it was made from (users) instead")
+    if cfg.text_fields and is_catalog(data):
+        raise ValueError(f"{data} is a catalog: its item text is rendered already (text_fields needs a dataset)")
     if cfg.users:
         inputs = {"data": content_digest(data), "settings": settings_digest([cfg.users, cfg.seed])}
         if _step("data slice", out / "data", inputs, (out / "data" / "user_sequence.txt").exists()):
             timed("slice", lambda: write_slice(Path(cfg.data), out / "data", cfg.users, seed=cfg.seed))
             _finished(out / "data", inputs)
         data = out / "data"
-    inputs = {"data": content_digest(data), "settings": settings_digest(domain_of(cfg))}
+    # (text_fields joins the settings only when set, so that catalogs made before it existed stay valid)
+    inputs = {"data": content_digest(data), "settings": settings_digest(
+        [domain_of(cfg), cfg.text_fields] if cfg.text_fields else domain_of(cfg))}
     if _step("prepare", out / "catalog", inputs, (out / "catalog" / "stats.json").exists()):
         if is_catalog(data):  # a prepared catalog, e.g. a multi-domain corpus: copied as it is
             timed("prepare", lambda: write_catalog(read_catalog(data), out / "catalog"))
         else:
-            timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain_of(cfg))))
+            timed("prepare", lambda: prepare(PrepareConfig(data=data, out=out / "catalog", domain=domain_of(cfg),
+                                                           text_fields=list(cfg.text_fields))))
         _finished(out / "catalog", inputs)
     return read_catalog(out / "catalog")
 

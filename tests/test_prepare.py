@@ -28,6 +28,13 @@ def test_shared_layout_round_trip(tiny_dataset, tmp_path):
     assert s["users_with_fewer_than_3_items"] == 1 and cat.stats == s
 
 
+def test_text_fields_make_a_thin_text_catalog(tiny_dataset, tmp_path):
+    """Only the named fields are rendered (the names-only variant a recipe is checked on); the items stay."""
+    prepare(PrepareConfig(data=tiny_dataset, out=tmp_path / "thin", text_fields=["title"]))
+    thin = read_catalog(tmp_path / "thin")
+    assert thin.item_ids == list("abcde") and thin.texts[0] == "title: Item A bold"
+
+
 def test_beauty_counts_match_source():
     data = shared_dataset("Beauty")
     import tempfile
