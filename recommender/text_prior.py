@@ -24,8 +24,9 @@ WEIGHT_GRID = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
 def prior_candidates(sim: TextSimilarity, histories: Sequence[Sequence[int]], beams: Sequence[Sequence[int]], k: int,
                      batch: int = 256, barred: Sequence[int] = ()) -> tuple[list[list[int]], list[dict[int, float]]]:
     """Per user: the ``k`` item rows most similar to their last items (history and ``barred`` rows excluded: items
-    that may not be recommended), and the similarity of every row the prior may need (those, the beam items and the
-    history items, which a repeat bias may rank)."""
+    that may not be recommended), and the similarity of every row the prior may need (those and the beam items).
+    History items get 0: the profile is made of them, so their likeness to it says nothing about a next item (a
+    repeat is the repeat bias's to rank); lifting them put the user's last items on top at large weights."""
     candidates, similarity = [], []
     for start, scores in zip(range(0, len(histories), batch), sim.batches(histories, batch)):
         for r, h in enumerate(histories[start:start + batch]):
@@ -33,9 +34,9 @@ def prior_candidates(sim: TextSimilarity, histories: Sequence[Sequence[int]], be
             near = row.clone()
             near[list(h) + list(barred)] = -math.inf
             top = near.topk(min(k, len(near))).indices.tolist()
-            keep = set(top) | set(beams[start + r]) | set(h)
+            keep = set(top) | set(beams[start + r])
             candidates.append(top)
-            similarity.append({i: float(row[i]) for i in keep})
+            similarity.append({i: float(row[i]) for i in keep} | {i: 0.0 for i in h})
     return candidates, similarity
 
 

@@ -15,10 +15,11 @@ TEXTS = ["red lego ship", "red lego car", "blue wooden puzzle", "blue wooden tra
 
 def test_candidates_are_the_most_similar_items_not_in_the_history():
     sim = TextSimilarity(TEXTS)
-    rows, similarity = prior_candidates(sim, [[0], [2]], beams=[[4], [4]], k=2)
+    rows, similarity = prior_candidates(sim, [[0], [2]], beams=[[4, 0], [4]], k=2)
     assert rows[0][0] == 1 and 0 not in rows[0]          # "red lego car" is closest to "red lego ship"
     assert rows[1][0] == 3 and 2 not in rows[1]
     assert set(similarity[0]) == set(rows[0]) | {4, 0}    # the beams' and the history's items get one too
+    assert similarity[0][0] == 0.0                        # a history item: not lifted by its likeness to itself
     assert similarity[0][4] == pytest.approx(0.0)         # no shared word
     assert rows == [r[:2] for r in text_similarity_ranking(TEXTS, [[0], [2]], k=2)]
 
