@@ -174,6 +174,32 @@ def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid
             "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10")}
 
 
+def text_prior_on_test(run: Path, result: dict, grid: list[float]) -> dict:
+    """Ours + text prior (a hybrid: its own row beside ours) on the test users of a finished standard run, at the
+    weight chosen on its validation (:func:`text_prior_on_validation`) with the run's repeat bias; no ``test`` when
+    validation keeps the prior off. Cached in ``run/text_prior_test`` on the model, catalog and weight."""
+    from eval.metrics import METRICS
+    from eval.runs import TrainingRun, read_eval
+    from infra.config import build_config
+    from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
+    from pretrain.config import TrainConfig
+    from pretrain.selection import evaluate_export
+
+    prior = text_prior_on_validation(run, result, grid)
+    if prior["chosen"] is None:
+        return prior
+    out, best = run / "text_prior_test", TrainingRun(run / "recommender").best
+    tcfg = build_config(TrainConfig, result["train_config"])
+    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
+              "settings": settings_digest([prior["chosen"], prior["repeat_bias"], tcfg.test_max_users,
+                                           tcfg.eval_beams])}
+    if not step_done("text prior test", out, inputs, read_eval(out, "test") is not None):
+        evaluate_export(best, tcfg, "test", out=out, repeat_bias=prior["repeat_bias"], text_prior=prior["chosen"])
+        write_stamp(out, inputs)
+    test = read_eval(out, "test")
+    return prior | {"test": {k: test[k] for k in ("users", *METRICS, "coverage@10")}}
+
+
 def bench_config(cls: type, help_texts: dict, doc: str, argv: list[str] | None):
     """A benchmark's config from its flags (every field a flag, ``--config`` YAML), with logging set up."""
     import argparse

@@ -27,13 +27,15 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, bench_config, metric_cells, recorded_run  # noqa: E402  (puts the repo on the path)
+from common import (REPO, SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (puts the repo on the path)
+                    recorded_run, text_prior_on_test)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
 from cluster.standard import StandardConfig  # noqa: E402
 from eval.metrics import METRICS  # noqa: E402
 from infra.config import nested_help  # noqa: E402
+from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
 DEFAULT_DATA = [SHARED_DATA / "Scientific", SHARED_DATA / "Office_Industrial", SHARED_DATA / "Yelp",
                 REPO / "catalog" / "sample" / "Beauty"]
@@ -49,6 +51,7 @@ class QualityConfig:
     seconds_per_1k_samples: float = 60.0
     min_budget_s: float = 240.0
     max_budget_s: float = 1200.0
+    text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     device: str = "auto"
     # the standard recipe as this benchmark runs it: IDs in this process, the recommender started from the
     # generator (its recipe: standard.train_config, default pretrain/recipes/quality_cpu.yaml)
@@ -77,6 +80,9 @@ HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset 
         "seconds_per_1k_samples": "the recommender's time budget per 1,000 training samples (clipped to "
                                   "min/max_budget_s); an upper bound: the schedule anneals and ends earlier when "
                                   "validation stalls",
+        "text_prior_grid": "weights of the text prior (recommender.text_prior) tried on validation for the row "
+                           "'ours+text' (a hybrid: ours plus text similarity, its own row beside pure ours; empty: "
+                           "no such row)",
         "device": "auto, cpu or cuda",
         "standard.train_config": "recommender recipe (pretrain.train fields); default "
                                  "pretrain/recipes/quality_cpu.yaml, or configs/beauty.yaml on a GPU",
@@ -107,7 +113,8 @@ def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: s
                     time_budget_s=training_budget(n, cfg))
     t = time.time()
     result = run_standard(std, train)
-    return result | {"recipe": str(recipe), "wall_s": round(time.time() - t, 1)}
+    hybrid = text_prior_on_test(out, result, cfg.text_prior_grid) if cfg.text_prior_grid else None
+    return result | {"recipe": str(recipe), "wall_s": round(time.time() - t, 1), "ours_text_prior": hybrid}
 
 
 def table(results: dict) -> str:
@@ -116,9 +123,11 @@ def table(results: dict) -> str:
         if not isinstance(r, dict) or "ours" not in r:
             continue
         ours, sas, pop = r["ours"]["test"], r["sasrec"]["test"], r["popularity"]["test"]
-        rows_of = [("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}"),
-                   ("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
-                   ("popularity", pop, " " * 12)]
+        rows_of = [("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}")]
+        if (r.get("ours_text_prior") or {}).get("test"):  # the hybrid, its weight chosen on validation
+            rows_of.append(("ours+text", r["ours_text_prior"]["test"], f"weight {r['ours_text_prior']['chosen']:g}"))
+        rows_of += [("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
+                    ("popularity", pop, " " * 12)]
         for key, label in (("markov", "Markov"), ("recent", "recent")):  # results written before them have none
             if key in r:
                 rows_of.append((label, r[key]["test"], " " * 12))
