@@ -40,6 +40,7 @@ class ShardsConfig:
     grounding: list[str] = field(default_factory=list)
     grounding_max_words: int = 24
     templates: int = len(TEMPLATES)
+    unseen_share: float = 0.0
     seed: int = 0
 
     def check(self) -> None:
@@ -52,13 +53,18 @@ class ShardsConfig:
             raise ValueError(f"templates must be 1..{len(TEMPLATES)}, got {self.templates}")
         if self.samples_per_shard < 1:
             raise ValueError("samples_per_shard must be >= 1")
+        if not 0.0 <= self.unseen_share < 1.0:
+            raise ValueError(f"unseen_share must be in [0, 1), got {self.unseen_share}")
 
 
 HELP = {"catalog": "catalog directories", "ids": "ID directories, one per catalog", "out": "shard folder to write",
         "user_ids": "put user IDs in the prompts", "split": "train (default) or valid/test",
         "grounding": f"grounding tasks mixed in, one sample per item each (train split): {GROUNDING_TASKS}",
         "grounding_max_words": "words of item text (text_to_id) or title (id_to_title) in grounding samples",
-        "templates": "prompts drawn from the first N templates (1: only the evaluation's template)"}
+        "templates": "prompts drawn from the first N templates (1: only the evaluation's template)",
+        "unseen_share": "train split: a seeded share of each catalog's items never shown in an input (taken out of "
+                        "every history, no ID -> title sample), only as targets: simulated unseen items, so that "
+                        "writing an ID the model never read is part of what it learns (0: off)"}
 
 
 def build_samples(cfg: ShardsConfig) -> list[dict]:
@@ -72,25 +78,39 @@ def build_samples(cfg: ShardsConfig) -> list[dict]:
         cat = read_catalog(cat_dir)
         id_of = dict(zip(cat.item_ids, item_id_texts(ids_dir, cat.item_ids)))
         users = user_id_texts(ids_dir) if cfg.user_ids else {}
+        hidden = unseen_items(cat.item_ids, cfg.unseen_share, cfg.seed) if cfg.split == "train" else set()
         for s in samples(cat.sequences, cfg.split, cfg.max_history):
+            shown = [i for i in s.history if i not in hidden]
+            if not shown:  # every history item hidden: nothing to predict from
+                continue
             t = pick_template(rng, cfg.templates)
             user = cat.users[s.user]
-            history, user_id = [id_of[i] for i in s.history], users.get((user, s.position))
+            history, user_id = [id_of[i] for i in shown], users.get((user, s.position))
             out.append({"src": render_prompt(history, user_id, t), "tgt": id_of[s.target], "meta": {
                 "task": "rec", "domain": cat.user_domains[s.user], "user": user, "position": s.position,
                 "template": t, "target": s.target, "history": history, "user_id": user_id}})
         if cfg.split == "train":
-            out += grounding_samples(cat, id_of, cfg.grounding, cfg.grounding_max_words)
+            out += grounding_samples(cat, id_of, cfg.grounding, cfg.grounding_max_words, hidden)
     rng.shuffle(out)
     return out
 
 
-def grounding_samples(cat, id_of: dict[str, str], tasks: list[str], max_words: int) -> list[dict]:
-    """One sample per item and task: what the ID words mean (item text -> ID, ID -> title)."""
+def unseen_items(item_ids: list[str], share: float, seed: int) -> set[str]:
+    """A seeded ``share`` of the items (drawn from their sorted ids: the same set for the same catalog content)."""
+    if share <= 0:
+        return set()
+    ordered = sorted(item_ids)
+    return set(random.Random(f"{seed}:unseen").sample(ordered, int(round(share * len(ordered)))))
+
+
+def grounding_samples(cat, id_of: dict[str, str], tasks: list[str], max_words: int,
+                      hidden: set[str] = frozenset()) -> list[dict]:
+    """One sample per item and task: what the ID words mean (item text -> ID, ID -> title); a ``hidden`` item's
+    ID is never an input (no ID -> title sample)."""
     out = []
     for item, domain, fields, text in zip(cat.item_ids, cat.domains, cat.fields, cat.texts):
         title = str(fields.get("title") or fields.get("name") or text)
-        for task in tasks:
+        for task in (t for t in tasks if not (item in hidden and t == "id_to_title")):
             src, tgt = grounding_prompt(task, text, id_of[item], title, max_words)
             out.append({"src": src, "tgt": tgt, "meta": {"task": task, "domain": domain, "target": item}})
     return out
@@ -106,7 +126,9 @@ def write_shards(cfg: ShardsConfig) -> dict:
     if cfg.out is None:
         raise ValueError("shards needs out")
     rows = build_samples(cfg)
-    config_hash = hashlib.sha256(json.dumps({k: str(v) for k, v in vars(cfg).items() if k != "out"},
+    # (unseen_share joins the hash only when set, so that shards written before it existed keep theirs)
+    config_hash = hashlib.sha256(json.dumps({k: str(v) for k, v in vars(cfg).items()
+                                             if k != "out" and not (k == "unseen_share" and not v)},
                                             sort_keys=True).encode()).hexdigest()[:16]
     manifest = {"samples": len(rows), "shards": [], "per_domain": {}, "config_hash": config_hash,
                 "per_task": dict(sorted(Counter(r["meta"]["task"] for r in rows).items())),

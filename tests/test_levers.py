@@ -1,6 +1,8 @@
 """The quality recipe's levers on tiny data: grounding samples in the shards with the right targets, templates drawn
 again every epoch, a schedule that ends with the time budget, one that anneals on a plateau, label smoothing, weight
 decay groups, dropout."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -204,3 +206,28 @@ def test_warm_start_makes_enough_passes_and_reports_its_loss_curve(collide_catal
     assert report["steps"] == max(3, math.ceil(2 * report["items"] / 16)) > 3
     assert report["loss_curve"][-1][0] <= report["steps"] and len(report["loss_curve"]) >= 2
     assert json.loads((tmp_path / "g" / "config.json").read_text())["dropout_rate"] == 0.2  # the size's 0.0 replaced
+
+
+def test_simulated_unseen_items_are_targets_never_inputs(collide_catalog, word_ids, tmp_path):
+    """unseen_share: a seeded share of the items leaves every history and every ID -> title prompt, and stays a
+    target (of recommendation and text -> ID samples); share 0 writes the shards it always wrote."""
+    from catalog.id_table import item_id_texts
+    from pretrain.shards import build_samples, unseen_items
+
+    cat = read_catalog(collide_catalog)
+    id_of = dict(zip(cat.item_ids, item_id_texts(word_ids, cat.item_ids)))
+    hidden = unseen_items(cat.item_ids, 0.3, seed=0)
+    assert len(hidden) == round(0.3 * len(cat.item_ids)) and hidden == unseen_items(cat.item_ids[::-1], 0.3, seed=0)
+    cfg = ShardsConfig(catalog=[collide_catalog], ids=[word_ids], grounding=["text_to_id", "id_to_title"],
+                       unseen_share=0.3)
+    rows = build_samples(cfg)
+    rec = [r for r in rows if r["meta"]["task"] == "rec"]
+    assert rec and not {id_of[i] for i in hidden} & {h for r in rec for h in r["meta"]["history"]}
+    assert {r["meta"]["target"] for r in rec} & hidden  # still predicted
+    assert not {r["meta"]["target"] for r in rows if r["meta"]["task"] == "id_to_title"} & hidden
+    assert {r["meta"]["target"] for r in rows if r["meta"]["task"] == "text_to_id"} >= hidden
+    off = ShardsConfig(catalog=[collide_catalog], ids=[word_ids], out=tmp_path / "a")
+    before = write_shards(off)
+    assert before["config_hash"] == write_shards(replace(off, out=tmp_path / "b", unseen_share=0.0))["config_hash"]
+    with pytest.raises(ValueError, match="unseen_share"):
+        ShardsConfig(unseen_share=1.0).check()
