@@ -97,6 +97,8 @@ class TransferConfig:
                                            "id_prior_grid", "device")}
 
     def check(self) -> None:
+        if self.validation is not None and str(self.validation).lower() in (".", "none"):
+            self.validation = None  # ``--validation none``: select on the pretraining domains' validation
         if not self.pretrain or not self.heldout:
             raise ValueError("give --pretrain and --heldout datasets")
         if self.validation and Path(self.validation).resolve().name in {Path(d).resolve().name
@@ -110,7 +112,7 @@ HELP = {"pretrain": "pretraining dataset folders (shared layout)",
         "heldout": "held-out dataset folders, evaluated zero-shot (never trained or tuned on)",
         "validation": "validation domain (a dataset folder, neither pretrained on nor held out): each epoch's "
                       "export is scored zero-shot on its valid split, which chooses the epoch, repeat bias and text "
-                      "prior; none: choose on the pretraining domains' validation",
+                      "prior; 'none': choose on the pretraining domains' validation",
         "validation_users": "validation-domain users scored per epoch (the first N of its valid split; 0 = all)",
         "out": "benchmark folder", "users_per_domain": "pretraining users per domain (seeded sample; the corpus cap)",
         "epochs": "recommender passes over the corpus shards (each exported; the validation domain picks one)",
