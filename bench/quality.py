@@ -128,7 +128,8 @@ def table(results: dict) -> str:
             rows_of.append(("ours+text", r["ours_text_prior"]["test"], f"weight {r['ours_text_prior']['chosen']:g}"))
         rows_of += [("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
                     ("popularity", pop, " " * 12)]
-        for key, label in (("markov", "Markov"), ("recent", "recent")):  # results written before them have none
+        for key, label in (("markov", "Markov"), ("recent", "recent"), ("text_similarity", "text sim")):
+            # (results written before a baseline existed have no row for it)
             if key in r:
                 rows_of.append((label, r[key]["test"], " " * 12))
         for method, m, extra in rows_of:

@@ -2,7 +2,7 @@
 
     data slice (optional) -> prepare -> tokenizer -> generator warm start -> item IDs (Algorithm 1)
       -> shards -> recommender (validation selection, test at the best epoch) -> SASRec
-      -> popularity, Markov chain, recent items (``eval.baselines``)
+      -> popularity, Markov chain, recent items, text similarity (``eval.baselines``)
 
 Each step writes its own folder under ``out/`` and is skipped when that folder is complete and was made from inputs
 of the same content (``infra.fingerprint``): a rerun continues where it stopped, and a step whose input changed
@@ -27,7 +27,7 @@ from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, run_ids
-from eval.baselines import markov_metrics, popularity_metrics, recent_metrics
+from eval.baselines import markov_metrics, popularity_metrics, recent_metrics, text_similarity_metrics
 from eval.runs import TrainingRun, read_sasrec, write_sasrec
 from eval.sasrec import HELP as SASREC_HELP
 from eval.sasrec import SASRecConfig, train_sasrec
@@ -231,7 +231,9 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
                        "valid": TrainingRun.selected_valid(summary),
                        "repeat_bias": summary.get("repeat_bias")},
               **{name: {split: metrics(cat.sequences, split) for split in ("test", "valid")}
-                 for name, metrics in BASELINES.items()}}
+                 for name, metrics in BASELINES.items()},
+              "text_similarity": {split: text_similarity_metrics(cat.item_ids, cat.texts, cat.sequences, split)
+                                  for split in ("test", "valid")}}
     if cfg.with_sasrec:
         result["sasrec"] = _sasrec(cfg, cat, out / "sasrec", domain, device, seconds)
     result |= {"seconds": seconds, "config": config_to_dict(cfg), "train_config": config_to_dict(tcfg)}

@@ -110,6 +110,16 @@ def text_similarity_rankings(item_ids: Sequence[str], texts: Sequence[str], sequ
     return similar, recent
 
 
+def text_similarity_metrics(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
+                            split: str, ks=(5, 10)) -> dict[str, float]:
+    """Text similarity's metrics over every ``split`` sample (an in-domain table's row: it uses no interaction
+    beyond the user's own history, and is the strongest baseline on some of our datasets)."""
+    from eval.metrics import leave_one_out_metrics
+
+    similar, _ = text_similarity_rankings(item_ids, texts, sequences, split, max(ks))
+    return leave_one_out_metrics(similar, [s.target for s in samples(sequences, split)], ks)
+
+
 def zero_shot_baselines(item_ids: Sequence[str], texts: Sequence[str], sequences: Sequence[Sequence[str]],
                         split: str, max_users: int = 0, ks=(5, 10)) -> dict[str, dict]:
     """Baselines on the users a zero-shot evaluation scores (the first ``max_users`` ``split`` samples when > 0).

@@ -120,6 +120,7 @@ def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
                       valid_max_users=20, test_max_users=20, eval_beams=10, eval_batch_size=32)
     first = run_standard(std, rec)
     assert first["ours"]["test"]["users"] == 20 and first["ours"]["test"]["partial"]
+    assert first["text_similarity"]["test"]["users"] == first["markov"]["test"]["users"] > 0  # a baseline row too
     ids_before = read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)
     catalog_stamp = (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes()
     run_standard(replace(std, warmstart=replace(std.warmstart, steps=400)))  # trained longer, in the same folder

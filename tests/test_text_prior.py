@@ -6,7 +6,7 @@ import math
 import pytest
 
 from catalog.similarity import TextSimilarity, text_similarity_ranking
-from eval.baselines import random_metrics, zero_shot_baselines
+from eval.baselines import random_metrics, text_similarity_metrics, zero_shot_baselines
 from eval.evaluate import EvalConfig, choose_by_ndcg
 from recommender.text_prior import merge_text_prior, prior_candidates
 
@@ -60,6 +60,9 @@ def test_random_is_analytic_and_baselines_score_the_same_users():
     assert out["text_similarity"]["NDCG@5"] == 1.0  # the target shares words with the last items: first
     assert out["recent_then_text"]["NDCG@5"] == pytest.approx(1 / math.log2(5))  # after the 3 history items
     assert [n for n, m in out.items() if m["in_domain"]] == ["popularity", "markov"]
+    every = text_similarity_metrics(ids, TEXTS, seqs, "test")  # the in-domain table's row: every test user
+    assert every["users"] == 3 and every["NDCG@5"] == pytest.approx(
+        zero_shot_baselines(ids, TEXTS, seqs, "test")["text_similarity"]["NDCG@5"])
 
 
 def test_the_id_job_reads_items_as_the_generator_learned(tiny_generator, tmp_path):
