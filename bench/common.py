@@ -145,31 +145,44 @@ class Phases:
         write_json(self.path, self.results)
 
 
-def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid: list[float] = ()) -> dict:
-    """The text prior's weight (``recommender.text_prior``) chosen on the validation of a finished standard run
-    (``run``: its folder; ``result``: its standard.json), with the repeat bias that run chose: the selected
-    recommender re-ranked with each weight of ``grid`` (and, with ``id_grid``, each ID prior correction of
-    ``recommender.id_prior``, the weight chosen again at each). Cached in ``run/text_prior`` on the content of the
-    model and the catalog; the evaluated (held-out, new-item) data is never looked at."""
+def _export_eval(run: Path, result: dict, split: str, folder: str, settings: list, **levers) -> dict:
+    """The selected recommender of a finished standard run (``run``: its folder; ``result``: its standard.json)
+    evaluated on ``split`` with ``levers`` into ``run/folder``, cached on the content of the model and the catalog
+    and on ``settings``."""
     from eval.runs import TrainingRun, read_eval
     from infra.config import build_config
     from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
     from pretrain.config import TrainConfig
     from pretrain.selection import evaluate_export
 
+    out, best = run / folder, TrainingRun(run / "recommender").best
+    tcfg = build_config(TrainConfig, result["train_config"])
+    users = tcfg.valid_max_users if split == "valid" else tcfg.test_max_users
+    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
+              # the users and beams after the first two settings: the order the digests of finished runs used
+              "settings": settings_digest(settings[:2] + [users, tcfg.eval_beams] + settings[2:])}
+    if not step_done(folder.replace("_", " "), out, inputs, read_eval(out, split) is not None):
+        evaluate_export(best, tcfg, split, out=out, **levers)
+        write_stamp(out, inputs)
+    return read_eval(out, split)
+
+
+def repeat_bias_chosen(result: dict) -> float | None:
+    """The repeat bias a finished standard run chose on its validation (None: off)."""
+    return (result["ours"].get("repeat_bias") or {}).get("chosen")
+
+
+def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid: list[float] = ()) -> dict:
+    """The text prior's weight (``recommender.text_prior``) chosen on the validation of a finished standard run
+    (``run``: its folder; ``result``: its standard.json), with the repeat bias that run chose: the selected
+    recommender re-ranked with each weight of ``grid`` (and, with ``id_grid``, each ID prior correction of
+    ``recommender.id_prior``, the weight chosen again at each). Cached in ``run/text_prior`` on the content of the
+    model and the catalog; the evaluated (held-out, new-item) data is never looked at."""
     if not grid:
         return {"chosen": None}
-    out, best = run / "text_prior", TrainingRun(run / "recommender").best
-    tcfg = build_config(TrainConfig, result["train_config"])
-    bias = (result["ours"].get("repeat_bias") or {}).get("chosen")
-    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
-              "settings": settings_digest([grid, bias, tcfg.valid_max_users, tcfg.eval_beams]
-                                          + ([list(id_grid)] if id_grid else []))}
-    if not step_done("text prior", out, inputs, read_eval(out, "valid") is not None):
-        evaluate_export(best, tcfg, "valid", out=out, repeat_bias=bias, text_prior_grid=grid,
-                        id_prior_grid=list(id_grid))
-        write_stamp(out, inputs)
-    valid = read_eval(out, "valid")
+    bias = repeat_bias_chosen(result)
+    valid = _export_eval(run, result, "valid", "text_prior", [grid, bias] + ([list(id_grid)] if id_grid else []),
+                         repeat_bias=bias, text_prior_grid=grid, id_prior_grid=list(id_grid))
     return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias,
             "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10")}
 
@@ -179,24 +192,12 @@ def text_prior_on_test(run: Path, result: dict, grid: list[float]) -> dict:
     weight chosen on its validation (:func:`text_prior_on_validation`) with the run's repeat bias; no ``test`` when
     validation keeps the prior off. Cached in ``run/text_prior_test`` on the model, catalog and weight."""
     from eval.metrics import METRICS
-    from eval.runs import TrainingRun, read_eval
-    from infra.config import build_config
-    from infra.fingerprint import content_digest, settings_digest, step_done, write_stamp
-    from pretrain.config import TrainConfig
-    from pretrain.selection import evaluate_export
 
     prior = text_prior_on_validation(run, result, grid)
     if prior["chosen"] is None:
         return prior
-    out, best = run / "text_prior_test", TrainingRun(run / "recommender").best
-    tcfg = build_config(TrainConfig, result["train_config"])
-    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
-              "settings": settings_digest([prior["chosen"], prior["repeat_bias"], tcfg.test_max_users,
-                                           tcfg.eval_beams])}
-    if not step_done("text prior test", out, inputs, read_eval(out, "test") is not None):
-        evaluate_export(best, tcfg, "test", out=out, repeat_bias=prior["repeat_bias"], text_prior=prior["chosen"])
-        write_stamp(out, inputs)
-    test = read_eval(out, "test")
+    test = _export_eval(run, result, "test", "text_prior_test", [prior["chosen"], prior["repeat_bias"]],
+                        repeat_bias=prior["repeat_bias"], text_prior=prior["chosen"])
     return prior | {"test": {k: test[k] for k in ("users", *METRICS, "coverage@10")}}
 
 

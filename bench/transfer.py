@@ -37,7 +37,7 @@ from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (SHARED_DATA, bench_config, metric_cells, recorded_run,  # noqa: E402  (puts the repo on the path)
-                    text_prior_on_validation)
+                    repeat_bias_chosen, text_prior_on_validation)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
@@ -172,7 +172,7 @@ def on_pretraining_validation(cfg: TransferConfig, found: dict) -> dict:
     run = cfg.out / "foundation"
     prior = text_prior_on_validation(run, found, cfg.text_prior_grid)
     return {"recommender": str(TrainingRun(run / "recommender").best), "on": "pretraining validation",
-            "repeat_bias": (found["ours"].get("repeat_bias") or {}).get("chosen"), "text_prior": prior["chosen"],
+            "repeat_bias": repeat_bias_chosen(found), "text_prior": prior["chosen"],
             "text_prior_valid_ndcg10": prior.get("valid_ndcg10")}
 
 

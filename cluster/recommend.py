@@ -210,9 +210,7 @@ class Ranker:
         ranked = self.corrected(ranked_items(self.model, self.tok, prompts, self.trie, self.item_ids, cfg.beams,
                                              cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty, exclude))
         if cfg.repeat_bias is not None:
-            scored = self.corrected(scored_histories(self.model, self.tok, prompts, [items for _, items in histories],
-                                                     self.tokens_of, cfg.batch_size, cfg.max_source_tokens,
-                                                     cfg.length_penalty))
+            scored = self.scored(prompts, [items for _, items in histories])
             ranked = (merge_repeats(b, h, cfg.repeat_bias) for b, h in zip(ranked, scored))
         if cfg.text_prior is not None:
             ranked = self.with_text_prior(prompts, [items for _, items in histories], list(ranked))
@@ -225,10 +223,15 @@ class Ranker:
             lines.append(json.dumps(line) + "\n")
         return lines
 
-
     def corrected(self, lists):
         """Scores with the ID prior correction (``recommender.id_prior``) at ``id_prior`` (off: unchanged)."""
         return corrected_all(lists, self.null, self.cfg.id_prior) if self.cfg.id_prior else lists
+
+    def scored(self, prompts: list[str], items: list[list[str]]):
+        """Per prompt, the model's (corrected) score of each of its items that may be recommended."""
+        cfg = self.cfg
+        return self.corrected(scored_histories(self.model, self.tok, prompts, items, self.tokens_of, cfg.batch_size,
+                                               cfg.max_source_tokens, cfg.length_penalty))
 
     def with_text_prior(self, prompts: list[str], histories: list[list[str]], ranked: list) -> list:
         """The beams with the text prior (``recommender.text_prior``) at ``text_prior``."""
@@ -236,9 +239,7 @@ class Ranker:
         rows, similar = prior_candidates(self.similarity, [[self.row[i] for i in h] for h in histories],
                                          [[self.row[i] for i, _ in b] for b in ranked], cfg.text_candidates,
                                          barred=self.barred)
-        scored = self.corrected(scored_histories(self.model, self.tok, prompts,
-                                                 [[self.every[r] for r in top] for top in rows], self.tokens_of,
-                                                 cfg.batch_size, cfg.max_source_tokens, cfg.length_penalty))
+        scored = self.scored(prompts, [[self.every[r] for r in top] for top in rows])
         return [merge_text_prior(b, c, {self.every[r]: v for r, v in s.items()}, cfg.text_prior)
                 for b, c, s in zip(ranked, scored, similar)]
 

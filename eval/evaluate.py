@@ -177,9 +177,8 @@ def with_id_prior(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat, t
     (``recommender.id_prior``) at the chosen (or given) beta, and the record (ours without it kept as its own row)."""
     if not cfg.id_prior_grid and not cfg.id_prior:
         return with_levers(cfg, scoring, beams, cat, todo, targets)
-    c = cfg
-    scoring.null = null_scores(scoring.model, scoring.tok, cat.item_ids, scoring.tokens_of, 4 * c.batch_size,
-                               c.max_source_tokens, c.length_penalty, c.template)
+    scoring.null = null_scores(scoring.model, scoring.tok, cat.item_ids, scoring.tokens_of, 4 * cfg.batch_size,
+                               cfg.max_source_tokens, cfg.length_penalty, cfg.template)
     tried: dict = {}
 
     def at(beta: float | None) -> tuple[list[Ranked], dict]:
