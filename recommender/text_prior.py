@@ -16,8 +16,7 @@ from typing import Mapping, Sequence
 from catalog.similarity import TextSimilarity
 from recommender.repeats import Ranked
 
-# what the benchmarks choose the weight among, on validation (up to weights where the text's order dominates: a
-# zero-shot validation domain chose the top of a grid that ended at 32)
+# what the benchmarks choose the weight among, on validation (up to weights where the text's order dominates)
 WEIGHT_GRID = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
 
 
