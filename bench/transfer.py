@@ -10,8 +10,11 @@ beside the baselines a user of zero-shot recommendation would run, on the same u
          (recommender.text_prior) chosen there; the epoch with the best NDCG@10 and its settings are kept.
          The pretraining domains' own validation does not predict transfer (docs/ablations.md); without
          --validation the old rule applies: the best epoch and settings on the pretraining validation
+         The chosen epoch's hit rate at each rank on the validation domain is kept for the repeat mode
       -> idgenrec zeroshot on every --heldout dataset (IDs for its unseen items, test, no training or tuning on it;
-         ours reported with the prior, without it, and as plain beams)
+         ours reported with each lever and without it). The repeat mode (recommender.repeat_mode) reads how often
+         and how far back the dataset's users come back to an item from their histories alone (no targets), and
+         ranks each user's history items against those rank rates; histories that never repeat leave ours as is
       -> beside ours, on the same users: random (analytic), text similarity (TF-IDF of item text to the user's
          last 3 items), recent items then text similarity (zero-shot peers: no interaction of the dataset beyond
          the user's own history); popularity and the Markov chain, labelled in-domain references (counted on the
@@ -61,7 +64,8 @@ HELDOUT = [SHARED_DATA / n for n in ("Toys", "Yelp")]
 # ../shared/paper/tables.md, Table 7 (a pretrained t5-small on a 19-domain Fusion corpus; zero-shot)
 PAPER_TABLE7 = {"Toys": {"HR@5": .0103, "HR@10": .0215, "NDCG@5": .0079, "NDCG@10": .0114},
                 "Yelp": {"HR@5": .0300, "HR@10": .0329, "NDCG@5": .0248, "NDCG@10": .0258}}
-ROWS = [("ours", "ours (zero-shot)"), ("ours_no_id_prior", "ours, no ID prior"),
+ROWS = [("ours", "ours (zero-shot)"), ("ours_no_repeat_mode", "ours, no repeat mode"),
+        ("ours_no_id_prior", "ours, no ID prior"),
         ("ours_no_text_prior", "ours, no text prior"),
         ("ours_beams_only", "ours, beams only"),
         ("text_similarity", "text similarity"), ("recent_then_text", "recent, then text"), ("random", "random"),
@@ -80,6 +84,7 @@ class TransferConfig:
     epochs: int = 5
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     id_prior_grid: list[float] = field(default_factory=lambda: list(BETA_GRID))
+    repeat_mode: bool = True
     train_config: Path | None = None
     device: str = "auto"
     # the foundation model: the standard recipe on the corpus (the recommender from the warm-started generator)
@@ -94,7 +99,7 @@ class TransferConfig:
                                            "with_sasrec", "train_config"),
                               "zeroshot": ("generator", "recommender", "data", "out", "split", "repeat_bias",
                                            "text_prior", "repeat_bias_grid", "text_prior_grid", "id_prior",
-                                           "id_prior_grid", "device")}
+                                           "id_prior_grid", "explore_rates", "device")}
 
     def check(self) -> None:
         if self.validation is not None and str(self.validation).lower() in (".", "none"):
@@ -122,6 +127,9 @@ HELP = {"pretrain": "pretraining dataset folders (shared layout)",
                            "zero-shot; empty: no prior)",
         "id_prior_grid": "betas of the ID prior correction (recommender.id_prior) tried on the validation domain "
                          "(the best, or off, is used zero-shot; empty: none; not used without a validation domain)",
+        "repeat_mode": "zero-shot, rank each user's history items by the repeat mode (recommender.repeat_mode): "
+                       "a repeat probability read from the held-out dataset's own histories, against the hit rate "
+                       "of each rank of ours on the validation domain (needs --validation)",
         "device": "auto, cpu or cuda",
         **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"}),
         **nested_help("zeroshot", ZEROSHOT_HELP)}
@@ -201,11 +209,12 @@ def on_validation_domain(cfg: TransferConfig, device: str, found: dict) -> dict:
                                content_digest(cfg.validation), [zs.groups, zs.beams, zs.max_users,
                                                                 zs.copy_source, grid, zs.text_prior_grid,
                                                                 zs.id_prior_grid]])
-        if done.get(str(h["epoch"]), {}).get("key") != key:
+        cached = done.get(str(h["epoch"]), {})
+        if cached.get("key") != key or "explore_rates" not in cached["figures"]:  # (figures before the repeat mode)
             v = run_zeroshot(zs)[name]
             done[str(h["epoch"])] = {"key": key, "figures": {k: v.get(k) for k in (
                 "users", *METRICS, "repeat_bias", "text_prior", "without_text_prior", "text_prior_ndcg10", "id_prior",
-                "without_id_prior", "id_prior_ndcg10")}}
+                "without_id_prior", "id_prior_ndcg10", "explore_rates")}}
             write_json(cache, done)
         v = epochs[h["epoch"]] = done[str(h["epoch"])]["figures"]
         log.info("validation domain %s, epoch %d: NDCG@10 %.4f (repeat bias %s, text prior %s, ID prior %s)", name,
@@ -213,7 +222,8 @@ def on_validation_domain(cfg: TransferConfig, device: str, found: dict) -> dict:
     best = max(epochs, key=lambda e: (epochs[e]["NDCG@10"], -e))
     return {"recommender": str(run.export(best)), "on": f"{name} (validation domain)", "epoch": best,
             "repeat_bias": epochs[best]["repeat_bias"], "text_prior": epochs[best]["text_prior"],
-            "id_prior": epochs[best].get("id_prior"), "validation_domain": {"dataset": name, "epochs": epochs}}
+            "id_prior": epochs[best].get("id_prior"), "explore_rates": epochs[best]["explore_rates"],
+            "validation_domain": {"dataset": name, "epochs": epochs}}
 
 
 def zero_shot(cfg: TransferConfig, device: str, chosen: dict) -> dict:
@@ -224,15 +234,17 @@ def zero_shot(cfg: TransferConfig, device: str, chosen: dict) -> dict:
     folder = cfg.out / ("zeroshot-copy" if cfg.zeroshot.copy_source else "zeroshot")
     zs = replace(cfg.zeroshot, generator=cfg.out / "foundation" / "generator", recommender=Path(chosen["recommender"]),
                  data=list(cfg.heldout), out=folder, repeat_bias=chosen["repeat_bias"],
-                 text_prior=chosen["text_prior"], id_prior=chosen.get("id_prior"), device=device)
+                 text_prior=chosen["text_prior"], id_prior=chosen.get("id_prior"),
+                 explore_rates=(chosen.get("explore_rates") or []) if cfg.repeat_mode else [], device=device)
     return run_zeroshot(zs)
 
 
 def dataset_rows(name: str, z: dict) -> dict:
     """One held-out dataset's methods, each with its ``test`` metrics on the same users."""
     methods = {"ours": {"test": {k: z[k] for k in ("users", *METRICS)}, "repeat_bias": z.get("repeat_bias"),
-                        "text_prior": z.get("text_prior"), "id_prior": z.get("id_prior")}}
-    for key, method in (("without_id_prior", "ours_no_id_prior"), ("without_text_prior", "ours_no_text_prior"),
+                        "text_prior": z.get("text_prior"), "id_prior": z.get("id_prior"),
+                        "repeat_mode": z.get("repeat_mode")}}
+    for key, method in (("without_repeat_mode", "ours_no_repeat_mode"), ("without_id_prior", "ours_no_id_prior"), ("without_text_prior", "ours_no_text_prior"),
                         ("without_repeat_bias", "ours_beams_only")):
         if z.get(key):
             methods[method] = {"test": z[key]}
@@ -247,18 +259,21 @@ def ours_label(ours: dict) -> str:
     """Ours named by the levers it ran with."""
     levers = [f" + {name} {ours[key]:g}" for key, name in (("text_prior", "text prior"), ("id_prior", "ID prior"))
               if ours.get(key) is not None]
+    if (ours.get("repeat_mode") or {}).get("rate"):
+        levers.append(" + repeat mode")
     return "ours" + "".join(levers)
 
 
 def selection_line(chosen: dict) -> str:
     """How the zero-shot settings were chosen, in one line of the table."""
     epoch = f"epoch {chosen['epoch']}, " if "epoch" in chosen else ""
+    mode = ", its hit rate per rank for the repeat mode" if chosen.get("explore_rates") else ""
     return (f"chosen on {chosen['on']}: {epoch}repeat bias {chosen['repeat_bias']}, "
-            f"text prior {chosen['text_prior']}, ID prior {chosen.get('id_prior')}")
+            f"text prior {chosen['text_prior']}, ID prior {chosen.get('id_prior')}{mode}")
 
 
 def table(results: dict) -> str:
-    rows = [f"{'dataset':12s} {'method':34s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
+    rows = [f"{'dataset':12s} {'method':44s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
     if results.get("selection"):
         rows.insert(0, selection_line(results["selection"]))
     for name, r in results.get("heldout", {}).items():
@@ -267,7 +282,10 @@ def table(results: dict) -> str:
                 m = r["methods"][key]["test"]
                 if key == "ours":
                     label = ours_label(r["methods"]["ours"])
-                rows.append(f"{name:12s} {label:34s} " + metric_cells(m) + f"  {m.get('users', '')}")
+                elif key.startswith("ours_no_") and key != "ours_no_repeat_mode" and "ours_no_repeat_mode" in \
+                        r["methods"]:
+                    label += ", no repeat mode"  # each lever's ablation is taken before the repeat mode
+                rows.append(f"{name:12s} {label:44s} " + metric_cells(m) + f"  {m.get('users', '')}")
         q = r.get("id_quality") or {}
         if q:
             rows.append(f"{name:12s} IDs: {q['id_words_in_text']:.2f} of an ID's words in its item's text, "

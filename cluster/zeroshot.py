@@ -49,6 +49,7 @@ class ZeroShotConfig:
     repeat_bias_grid: list[float] = field(default_factory=list)
     text_prior_grid: list[float] = field(default_factory=list)
     id_prior_grid: list[float] = field(default_factory=list)
+    explore_rates: list[float] = field(default_factory=list)
     address: str | None = None
     device: str = "auto"
 
@@ -67,6 +68,10 @@ HELP = {"generator": "trained ID generator directory", "recommender": "trained r
         "id_prior_grid": "split valid only: choose the ID prior's beta among these values and off, by NDCG@10",
         "repeat_bias_grid": "split valid only: choose the repeat bias among these values and off, by NDCG@10",
         "text_prior_grid": "split valid only: choose the text prior's weight among these values and off, by NDCG@10",
+        "explore_rates": "the repeat mode: the hit rate at each rank of ours on a validation domain (explore_rates "
+                         "in its zeroshot_valid.json); each held-out dataset's history items join the ranking by a "
+                         "repeat probability read from its own histories (none where they never repeat); "
+                         "default: off",
         "device": "auto (GPU shares when the Ray cluster has GPUs), cpu or cuda"}
 
 
@@ -90,15 +95,19 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
                "settings": settings_digest([cfg.split, cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
                                             cfg.text_prior, cfg.repeat_bias_grid, cfg.text_prior_grid,
-                                            cfg.id_prior, cfg.id_prior_grid])}
+                                            cfg.id_prior, cfg.id_prior_grid]
+                                           + ([cfg.explore_rates] if cfg.explore_rates else []))}
     done = read_eval(d, cfg.split)
-    if step_done(f"{name}: evaluation", d, inputs, done is not None and bool(done.get("zero_shot"))):
+    # a valid result without explore_rates predates the repeat mode, which reads them: redone
+    complete = done is not None and bool(done.get("zero_shot")) and (cfg.split == "test" or "explore_rates" in done)
+    if step_done(f"{name}: evaluation", d, inputs, complete):
         return done
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d,
                                   split=cfg.split, beams=cfg.beams, batch_size=cfg.batch_size,
                                   max_users=cfg.max_users, repeat_bias=cfg.repeat_bias, text_prior=cfg.text_prior,
                                   repeat_bias_grid=cfg.repeat_bias_grid, text_prior_grid=cfg.text_prior_grid,
-                                  id_prior=cfg.id_prior, id_prior_grid=cfg.id_prior_grid, device=cfg.device))
+                                  id_prior=cfg.id_prior, id_prior_grid=cfg.id_prior_grid,
+                                  explore_rates=cfg.explore_rates, device=cfg.device))
     metrics["zero_shot"] = True  # no interaction of this dataset was seen in training: the report labels it so
     metrics |= held_out_figures(d, cfg.split, cfg.max_users)
     write_eval(d, cfg.split, metrics)
@@ -143,7 +152,8 @@ def run_zeroshot(cfg: ZeroShotConfig) -> dict:
                | {k: m.get(k) for k in ("items", "baselines", "id_quality", "repeat_bias", "without_repeat_bias",
                                             "text_prior", "without_text_prior", "repeat_bias_ndcg10",
                                             "text_prior_ndcg10", "id_prior", "without_id_prior",
-                                            "id_prior_ndcg10")}
+                                            "id_prior_ndcg10", "explore_rates", "repeat_mode",
+                                            "without_repeat_mode")}
                for d, m in zip(cfg.data, results)}
     write_json(Path(cfg.out) / ("zeroshot.json" if cfg.split == "test" else f"zeroshot_{cfg.split}.json"), summary)
     return summary

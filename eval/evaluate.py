@@ -6,6 +6,7 @@ the set (the published code's distributed sampler counted some users twice).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from catalog.id_table import item_id_tokens, user_id_texts
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
-from eval.metrics import coverage, leave_one_out_metrics
+from eval.metrics import coverage, hit_rates_by_rank, leave_one_out_metrics
 from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
@@ -22,6 +23,7 @@ from recommender.decode import ranked_items
 from recommender.id_prior import corrected_all, null_scores
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from catalog.similarity import TextSimilarity
+from recommender.repeat_mode import merge_repeat_mode, repeat_probability, repeat_profile
 from recommender.repeats import Ranked, merge_repeats, scored_histories
 from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
@@ -51,6 +53,7 @@ class EvalConfig:
     text_candidates: int = 20
     id_prior: float | None = None
     id_prior_grid: list[float] = field(default_factory=list)
+    explore_rates: list[float] = field(default_factory=list)
     template: int = EVAL_TEMPLATE
     max_users: int = 0
     device: str = "auto"
@@ -71,6 +74,9 @@ class EvalConfig:
                              "id_prior)")
         if self.exclude_history and (self.repeat_bias is not None or self.repeat_bias_grid):
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
+        if self.explore_rates and (self.exclude_history or self.repeat_bias is not None or self.repeat_bias_grid):
+            raise ValueError("explore_rates turns on the repeat mode, which ranks the history items itself: not with "
+                             "exclude_history, repeat_bias or repeat_bias_grid")
 
 
 HELP = {"repeat_bias": "also rank the user's history items, at the model's score of their IDs + this bias "
@@ -84,6 +90,10 @@ HELP = {"repeat_bias": "also rank the user's history items, at the model's score
                     "(recommender.id_prior: 1 ranks by how much the history raises an ID); default: off",
         "id_prior_grid": "on the valid split: choose id_prior among these values and off, by NDCG@10 (the repeat "
                          "bias and text prior chosen again for each)",
+        "explore_rates": "the repeat mode (recommender.repeat_mode): the hit rate at each rank of the ranking, as "
+                         "a valid run records it (explore_rates in its metrics); the user's history items join the "
+                         "ranking by a repeat probability read from the histories (0 where they never repeat: "
+                         "the ranking is unchanged); default: off",
         "template": "which of the 10 prompt templates the evaluation prompts use (0: the evaluation's own)",
         "model": "recommender directory (model + tokenizer)", "catalog": "catalog directory",
         "ids": "ID directory (item_ids.parquet, user_ids.parquet) from idgenrec ids", "out": "output directory",
@@ -123,6 +133,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     targets = [s.target for s in todo]
     scoring = Scoring(model, tok, prompts, dict(zip(cat.item_ids, tokens)), cfg)
     beams, levers = with_id_prior(cfg, scoring, beams, cat, todo, targets)
+    if cfg.split == "valid":  # what each rank of this ranking is worth: a later run's repeat mode reads it
+        levers["explore_rates"] = hit_rates_by_rank([[i for i, _ in b] for b in beams], targets, cfg.beams)
+    beams, mode = with_repeat_mode(cfg, beams, [s.history for s in todo], targets)
+    levers |= mode
     ranked = [[i for i, _ in kept] for kept in beams]
     scores = [[v for _, v in kept] for kept in beams]
     seconds = time.time() - t0
@@ -221,6 +235,23 @@ def with_repeats(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], histori
         return beams, record
     record["without_repeat_bias"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)  # own row
     return [merge_repeats(b, h, bias) for b, h in zip(beams, history)], record
+
+
+def with_repeat_mode(cfg: EvalConfig, beams: list[Ranked], histories: list, targets: list
+                     ) -> tuple[list[Ranked], dict]:
+    """The ranking with the repeat mode (``recommender.repeat_mode``) where ``cfg.explore_rates`` is given, the
+    repeat profile read from these histories, and the record (ours without it kept as its own row)."""
+    if not cfg.explore_rates:
+        return beams, {}
+    profile = repeat_profile(histories)
+    p = [repeat_probability(profile, h) for h in histories]
+    record = {"repeat_mode": {"rate": profile.rate, "prior": None if math.isinf(profile.prior) else profile.prior,
+                              "mean_p_repeat": sum(p) / max(len(p), 1)}}
+    if profile.rate == 0.0:
+        return beams, record
+    record["without_repeat_mode"] = leave_one_out_metrics([[i for i, _ in b] for b in beams], targets)
+    return [merge_repeat_mode(b, h, pu, profile.lags, cfg.explore_rates)
+            for b, h, pu in zip(beams, histories, p)], record
 
 
 def with_text_prior(cfg: EvalConfig, scoring: Scoring, beams: list[Ranked], cat, todo, targets: list

@@ -42,6 +42,25 @@ def leave_one_out_metrics(ranked_lists: Sequence[Sequence], targets: Sequence, k
     return out
 
 
+def hit_rates_by_rank(ranked_lists: Sequence[Sequence], targets: Sequence, depth: int) -> list[float]:
+    """The share of users whose target is at each rank 1..``depth``, fitted non-increasing (pool-adjacent-violators):
+    what a ranking's rank is worth, for the repeat mode (``recommender.repeat_mode``); raw counts at deep ranks are
+    a few hits each, and a deeper rank is never worth more."""
+    n = max(len(targets), 1)
+    counts = [0] * depth
+    for r, t in zip(ranked_lists, targets):
+        rank = target_rank(r, t)
+        if rank is not None and rank <= depth:
+            counts[rank - 1] += 1
+    blocks: list[list[float]] = []  # [mean, size], each block's mean above the next one's
+    for c in counts:
+        blocks.append([c / n, 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            (m1, s1), (m2, s2) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * s1 + m2 * s2) / (s1 + s2), s1 + s2])
+    return [m for m, size in blocks for _ in range(int(size))]
+
+
 def coverage(ranked_lists: Sequence[Sequence], catalog_size: int, k: int = 10) -> float:
     """The share of the catalog that is in at least one user's top ``k``: how a collapse shows (a recommender
     that writes the same few IDs for everyone; on the Yelp slice ours recommended 36 of 13,170 items)."""
