@@ -85,7 +85,8 @@ def baseline_label(name: str, metrics: dict, zero_shot: bool) -> str:
 def ours_label(m: dict) -> str:
     """Ours, named by what its ranking used: a text prior makes it ours plus a content signal."""
     parts = (["ours"] + (["+ text prior"] if m.get("text_prior") is not None else [])
-             + (["+ ID prior"] if m.get("id_prior") is not None else []))
+             + (["+ ID prior"] if m.get("id_prior") is not None else [])
+             + (["+ repeat mode"] if (m.get("repeat_mode") or {}).get("rate") else []))
     return f"IDGenRec ({' '.join(parts)}{', zero-shot' if m.get('zero_shot') else ''})"
 
 
@@ -104,8 +105,10 @@ def collect(run_dirs: list[Path]) -> dict:
             rows[ds][label] = {k: m[k] for k in METRICS} | {
                 "users": m["users"], "file": str(metrics_path(folder, "test")),
                 "note": _training_note(folder, m.get("model"))}
-            for key, what in (("without_id_prior", "without the ID prior"),
-                              ("without_text_prior", "without the text prior"),
+            nor = ", nor the repeat mode" if m.get("without_repeat_mode") else ""  # each lever's row is before it
+            for key, what in (("without_repeat_mode", "without the repeat mode"),
+                              ("without_id_prior", f"without the ID prior{nor}"),
+                              ("without_text_prior", f"without the text prior{nor}"),
                               ("without_repeat_bias", "beams only: no repeat bias, no text prior")):
                 if m.get(key):
                     rows[ds][_free_label(rows[ds], f"{label}, {what}")] = _row(m[key])

@@ -86,3 +86,12 @@ def test_a_zero_shot_row_shows_its_peers_and_labels_in_domain_references(tmp_pat
     assert rows["Random (analytic)"]["HR@10"] == 0.001 and "Text similarity (TF-IDF, last 3 items)" in rows
     assert rows["Popularity [in-domain reference]"]["HR@10"] == 0.004
     assert rows["Markov chain (last item's successors) [in-domain reference]"]["HR@10"] == 0.06
+    # with the repeat mode: its own row without it, and the earlier levers' rows say they lack it too
+    folder = tmp_path / "zs2" / "Yelp"
+    folder.mkdir(parents=True)
+    m |= {"repeat_mode": {"rate": 0.03, "prior": 8.0, "mean_p_repeat": 0.03}, "without_repeat_mode": metrics(0.02)}
+    (folder / "metrics_test.json").write_text(json.dumps(m))
+    rows = collect([tmp_path / "zs2"])["datasets"]["Yelp"]
+    ours = "IDGenRec (ours + text prior + repeat mode, zero-shot)"
+    assert rows[ours]["HR@10"] == 0.03 and rows[f"{ours}, without the repeat mode"]["HR@10"] == 0.02
+    assert rows[f"{ours}, without the text prior, nor the repeat mode"]["HR@10"] == 0.01

@@ -105,6 +105,7 @@ def test_a_validation_domain_chooses_settings_on_its_valid_split_only(tiny_gener
     assert set(games_v["text_prior_ndcg10"]) == {"off", "1.0", "8.0"}
     assert set(games_v["repeat_bias_ndcg10"]) == {"off", "0.0", "1.0"}
     assert games_v["text_prior"] in (None, 1.0, 8.0) and games_v["repeat_bias"] in (None, 0.0, 1.0)
+    assert len(games_v["explore_rates"]) == 10  # the chosen ranking's hit rate per rank, for the repeat mode
     d = tmp_path / "zs" / "Games"
     assert json.loads((d / "metrics_valid.json").read_text())["split"] == "valid"
     assert not (d / "metrics_test.json").exists()  # the test split is never looked at
