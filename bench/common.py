@@ -184,7 +184,8 @@ def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid
     valid = _export_eval(run, result, "valid", "text_prior", [grid, bias] + ([list(id_grid)] if id_grid else []),
                          repeat_bias=bias, text_prior_grid=grid, id_prior_grid=list(id_grid))
     return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias,
-            "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10")}
+            "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10"),
+            "explore_rates": valid.get("explore_rates")}
 
 
 def text_prior_on_test(run: Path, result: dict, grid: list[float]) -> dict:

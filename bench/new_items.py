@@ -11,10 +11,15 @@ held-out items with ``idgenrec add-items``, and rank for the users whose test ta
    ours (the best-on-validation recommender, trie of the extended table), popularity (training counts: a new item
    has none), and text similarity (TF-IDF cosine to the user's last 3 items, history excluded); and ours with the
    text prior (``recommender.text_prior``) and the ID prior correction (``recommender.id_prior``) chosen on the
-   training data's validation, as its own row ("ours + levers").
+   training data's validation, as its own row ("ours + levers"); and that ranking with the new-item mode
+   (``recommender.modes``: the new items ranked among themselves by text similarity, mixed in by the new items'
+   share of the catalog and each rank's worth on the training data's validation, a seeded share of its items
+   treated as new), as its own row ("+ new-item mode").
+5. The other test users (target a known item; histories may hold new items, all items ranked): the same
+   ranking with and without the new-item mode, to show what the mode costs them.
 
-Writes ``out/new_items.json`` (metrics per method, users, items, the share of new items in ours' top-10) and prints a
-table.
+Writes ``out/new_items.json`` (metrics per method for both groups, users, items, the share of new items in each
+top-10) and prints a table.
 
     python bench/new_items.py [--data ../shared/data/Scientific] [--fraction 0.1] [--out runs/new_items]
 """
@@ -39,6 +44,8 @@ from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from recommender.id_prior import BETA_GRID  # noqa: E402
+from recommender.modes import (NEW_MODE_DEPTH, merge_new_item_mode, new_item_share,  # noqa: E402
+                               pseudo_new_items)
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
@@ -50,6 +57,7 @@ class NewItemsConfig:
     fraction: float = 0.1
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     id_prior_grid: list[float] = field(default_factory=lambda: list(BETA_GRID))
+    new_item_mode: bool = True
     # the quality benchmark's recipe with a shorter warm start and budget (its standard.seed also draws the
     # held-out items)
     quality: quality.QualityConfig = field(default_factory=lambda: quality.QualityConfig(
@@ -69,6 +77,8 @@ HELP = {"data": "dataset folder (shared layout)", "out": "benchmark folder",
                            "or off, ranks the 'ours + levers' row; empty: none)",
         "id_prior_grid": "betas of the ID prior correction (recommender.id_prior) tried on the same validation, the "
                          "text prior's weight chosen again at each (empty: none)",
+        "new_item_mode": "also rank with the new-item mode (recommender.modes): the new items mixed into the "
+                         "'ours + levers' ranking (needs the text prior grid: its validation gives each rank's worth)",
         **nested_help("quality", quality.HELP)}
 
 
@@ -131,78 +141,152 @@ def new_only_candidates(out: Path, held: set[str]) -> Path:
     return path
 
 
-def run(cfg: NewItemsConfig) -> dict:
+def text_among(catalog, histories: list[list[str]], among: set[str], k: int) -> list[list[str]]:
+    """Per history, the top ``k`` of ``among`` by text similarity to the user's recent items (history excluded)."""
+    from catalog.similarity import text_similarity_ranking
 
+    row = catalog.item_index()
+    return [[catalog.item_ids[r] for r in top]
+            for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories], k,
+                                               among=[row[i] for i in among])]
+
+
+def new_mode_worth(train_run: Path, share: float, seed: int, max_history: int) -> dict:
+    """The new-item mode's hit rate per rank, measured on the training data's validation: a seeded ``share`` of
+    its items treated as new (``recommender.modes.pseudo_new_items``), the users whose validation target is one of
+    them, those items ranked among themselves by text similarity (it reads only item text, so a new item ranks as
+    a known one would). No new item and no test user is looked at."""
+    from catalog.split import samples
+    from catalog.store import read_catalog
+    from eval.metrics import hit_rates_by_rank
+
+    catalog = read_catalog(train_run / "catalog")
+    pseudo = pseudo_new_items(catalog.item_ids, share, seed)
+    cases = [s for s in samples(catalog.sequences, "valid", max_history) if s.target in pseudo]
+    lists = text_among(catalog, [list(s.history) for s in cases], pseudo, NEW_MODE_DEPTH)
+    return {"users": len(cases), "pseudo_new_items": len(pseudo),
+            "rates": hit_rates_by_rank(lists, [s.target for s in cases], NEW_MODE_DEPTH)}
+
+
+@dataclass
+class Rankers:
+    """What ranks a group of test users: the trained run after ``add-items`` (its table and catalog), the levers
+    chosen on the training data's validation and the new-item mode's worth per rank (None: no mode)."""
+
+    cfg: NewItemsConfig
+    trained: dict
+    device: str
+    held: set[str]
+    prior: dict
+    worth: dict | None
+
+    def ours(self, histories: list[list[str]], levers: bool = False, **extra) -> list[list[str]]:
+        from eval.runs import TrainingRun
+
+        out = Path(self.cfg.out)
+        chosen = dict(text_prior=self.prior["chosen"], id_prior=self.prior.get("id_prior"),
+                      catalog=out / "added" / "catalog") if levers else {}
+        return ours_rankings(TrainingRun(out / "train" / "recommender").best, out / "added" / "ids", histories,
+                             self.cfg, self.trained["train_config"], self.device, **chosen, **extra)
+
+    @property
+    def levers(self) -> bool:
+        return self.prior["chosen"] is not None or self.prior.get("id_prior") is not None
+
+    def methods(self, histories: list[list[str]], catalog, plain: bool = True) -> dict[str, list[list[str]]]:
+        """Top 10 per user by each method (``plain``: ours without levers too, where levers are chosen)."""
+        from catalog.store import read_catalog
+        from eval.baselines import popularity_ranking
+
+        train = read_catalog(Path(self.cfg.out) / "train" / "catalog")
+        ranked = {"ours": self.ours(histories)} if plain or not self.levers else {}
+        ranked["popularity"] = [popularity_ranking(train.sequences, "test", 10)] * len(histories)
+        ranked["text similarity"] = text_among(catalog, histories, set(catalog.item_ids), 10)
+        known = "ours"
+        if self.levers:
+            known, ranked["ours + levers"] = "ours + levers", self.ours(histories, levers=True)
+        if self.worth is not None and self.prior.get("explore_rates"):
+            p_new = new_item_share(len(self.held), len(catalog.item_ids))
+            among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH)
+            ranked[f"{known} + new-item mode"] = [
+                merge_new_item_mode(k, n, p_new, self.prior["explore_rates"], self.worth["rates"])
+                for k, n in zip(ranked[known], among)]
+        return ranked
+
+
+def scored(ranked: dict, targets: list[str], held: set[str]) -> dict:
+    """Each method's metrics and the share of new items in its top-10 lists."""
+    from eval.metrics import leave_one_out_metrics
+
+    return {"methods": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in ranked.items()},
+            "new_share_of_top10": {m: sum(i in held for top in r for i in top[:10]) /
+                                   max(1, sum(len(top[:10]) for top in r)) for m, r in ranked.items()},
+            "users": len(targets)}
+
+
+def run(cfg: NewItemsConfig) -> dict:
     from catalog.prepare import PrepareConfig, prepare
     from catalog.split import samples
     from catalog.store import read_catalog
-    from catalog.similarity import text_similarity_ranking
-    from eval.baselines import popularity_ranking
-    from eval.metrics import leave_one_out_metrics
-    from eval.runs import TrainingRun
     from infra.atomic import write_json
     from infra.device import resolve_device
 
     t0, out, device = time.time(), Path(cfg.out), str(resolve_device(cfg.quality.device))
     train_dir, new_file, held = split_dataset(cfg)
-    qcfg = replace(cfg.quality, out=out)
-    trained = quality.one_dataset(qcfg, train_dir, "train", 0, device, sasrec=False)
+    trained = quality.one_dataset(replace(cfg.quality, out=out), train_dir, "train", 0, device, sasrec=False)
     added = add_new_items(out / "train", new_file, out / "added", device)
     full_dir = out / "full_catalog"
     if not (full_dir / "stats.json").exists():
         prepare(PrepareConfig(data=Path(cfg.data), out=full_dir))
-    full = read_catalog(full_dir)
-    cases = [s for s in samples(full.sequences, "test", cfg.quality.standard.max_history) if s.target in held]
+    tests = list(samples(read_catalog(full_dir).sequences, "test", cfg.quality.standard.max_history))
+    cases = [s for s in tests if s.target in held]
+    others = [s for s in tests if s.target not in held]
     histories, targets = [list(s.history) for s in cases], [s.target for s in cases]
-    log.info("%d test users whose target is one of the %d new items", len(cases), len(held))
+    log.info("%d test users whose target is one of the %d new items; %d others", len(cases), len(held), len(others))
     catalog = read_catalog(out / "added" / "catalog")
-    row = catalog.item_index()
-    model = TrainingRun(out / "train" / "recommender").best
-    by_text = [[catalog.item_ids[i] for i in top]  # every item, most similar first
-               for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories],
-                                                  len(catalog.item_ids))]
     # the training data's validation (its targets are all known items: nothing there rewards ranking new ones)
     prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid, cfg.id_prior_grid)
-    ranked = {
-        "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device),
-        "popularity": [popularity_ranking(read_catalog(out / "train" / "catalog").sequences, "test", 10)] * len(cases),
-        "text similarity": [top[:10] for top in by_text],
-    }
-    if prior["chosen"] is not None or prior.get("id_prior") is not None:
-        ranked["ours + levers"] = ours_rankings(model, out / "added" / "ids", histories, cfg,
-                                                trained["train_config"], device, text_prior=prior["chosen"],
-                                                id_prior=prior.get("id_prior"), catalog=out / "added" / "catalog")
-    # Among the new items only (a trie of their IDs; text similarity's full ranking filtered): does the model order
-    # the new items sensibly, once it is made to choose among them?
-    among_new = {
-        "ours": ours_rankings(model, out / "added" / "ids", histories, cfg, trained["train_config"], device,
-                              candidates=new_only_candidates(out, held)),
-        "text similarity": [[i for i in top if i in held][:10] for top in by_text],
-    }
+    worth = (new_mode_worth(out / "train", cfg.fraction, cfg.quality.standard.seed, cfg.quality.standard.max_history)
+             if cfg.new_item_mode else None)
+    rankers = Rankers(cfg, trained, device, held, prior, worth)
+    # Among the new items only (a trie of their IDs; text similarity among them): does the model order the new
+    # items sensibly, once it is made to choose among them?
+    among_new = {"ours": rankers.ours(histories, candidates=new_only_candidates(out, held)),
+                 "text similarity": text_among(catalog, histories, held, 10)}
+    new_targets = scored(rankers.methods(histories, catalog), targets, held)
     result = {"dataset": Path(cfg.data).name, "held_out_items": len(held), "items": len(catalog.item_ids),
-              "users": len(cases), "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},
-              "methods": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in ranked.items()},
-              "among_new_items": {m: leave_one_out_metrics(r, targets, (5, 10)) for m, r in among_new.items()},
-              "new_share_of_top10": {m: sum(i in held for r in ranked[m] for i in r[:10]) /
-                                     max(1, sum(len(r[:10]) for r in ranked[m])) for m in ranked},
-              "text_prior": prior,
+              **new_targets, "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},
+              "among_new_items": scored(among_new, targets, held)["methods"],
+              "other_users": scored(rankers.methods([list(s.history) for s in others], catalog, plain=False),
+                                    [s.target for s in others], held),
+              "text_prior": prior, "new_item_mode": worth and worth | {
+                  "p_new": new_item_share(len(held), len(catalog.item_ids))},
               "config": {k: str(v) for k, v in vars(cfg).items()}, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "new_items.json", result)
     return result
 
 
+def method_rows(group: dict) -> list[str]:
+    return [f"{method:30s} " + metric_cells(m) + f"  {group['new_share_of_top10'][method]:.1%} of the top-10 new"
+            for method, m in group["methods"].items()]
+
+
 def table(r: dict) -> str:
+    header = f"{'method':30s} " + " ".join(f"{m:>8s}" for m in METRICS)
     rows = [f"{r['dataset']}: {r['users']} test users whose target is one of {r['held_out_items']} new items "
-            f"(of {r['items']}); ranked over all items",
-            f"{'method':18s} " + " ".join(f"{m:>8s}" for m in METRICS)]
-    for method, m in r["methods"].items():
-        rows.append(f"{method:18s} " + metric_cells(m) + f"  {r['new_share_of_top10'][method]:.1%} of the top-10 new")
-    chosen = r["text_prior"]
+            f"(of {r['items']}); ranked over all items", header, *method_rows(r)]
+    chosen, mode = r["text_prior"], r.get("new_item_mode")
     rows.append(f"chosen on the training data's validation: text prior {chosen['chosen']}, ID prior "
                 f"{chosen.get('id_prior')} (ours + levers)")
+    if mode:
+        rows.append(f"new-item mode: P(new) {mode['p_new']:.3f} (the new items' share of the catalog); its worth per "
+                    f"rank from {mode['users']} validation users whose target is one of {mode['pseudo_new_items']} "
+                    f"items treated as new (rank 1: {mode['rates'][0]:.3f})")
     rows.append("ranked among the new items only:")
-    for method, m in r["among_new_items"].items():
-        rows.append(f"{method:18s} " + metric_cells(m))
+    rows += [f"{method:30s} " + metric_cells(m) for method, m in r["among_new_items"].items()]
+    if "other_users" in r:
+        rows += [f"the other {r['other_users']['users']} test users (target a known item; all items ranked):", header,
+                 *method_rows(r["other_users"])]
     return "\n".join(rows)
 
 

@@ -59,13 +59,24 @@ class TextSimilarity:
 
 
 def text_similarity_ranking(item_texts: Sequence[str], histories: Sequence[Sequence[int]], k: int,
-                            recent: int = RECENT, batch: int = 256) -> list[list[int]]:
+                            recent: int = RECENT, batch: int = 256, among: Sequence[int] | None = None
+                            ) -> list[list[int]]:
     """Per history (item rows, oldest first), the top-``k`` item rows by cosine similarity to the mean TF-IDF
-    vector of its last ``recent`` items, history items excluded (they would top their own list)."""
+    vector of its last ``recent`` items, history items excluded (they would top their own list); with ``among``,
+    only those rows are ranked (the new items of a catalog, say), the vocabulary still the whole catalog's."""
     sim = TextSimilarity(item_texts, recent)
+    outside = None
+    if among is not None:
+        outside = torch.ones(len(item_texts), dtype=torch.bool)
+        outside[list(among)] = False
+    width = len(item_texts) if among is None else len(set(among))
     out: list[list[int]] = []
     for start, scores in zip(range(0, len(histories), batch), sim.batches(histories, batch)):
         for r, h in enumerate(histories[start:start + batch]):
             scores[r, list(h)] = float("-inf")
-        out.extend(scores.topk(min(k, scores.shape[1]), dim=1, sorted=True).indices.tolist())
+        if outside is not None:
+            scores[:, outside] = float("-inf")
+        tops = scores.topk(min(k, width), dim=1, sorted=True)
+        out.extend([[i for i, v in zip(rows, vals) if outside is None or v != float("-inf")]
+                    for rows, vals in zip(tops.indices.tolist(), tops.values.tolist())])
     return out

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from recommender.modes import merge_modes
 from recommender.repeats import Ranked
 
 
@@ -91,13 +92,10 @@ def merge_repeat_mode(explore: Ranked, history: Sequence[str], p_repeat: float, 
     k = len(explore) if k is None else k
     if p_repeat <= 0.0 or not explore_rates:
         return explore[:k]
-    pool: dict[str, float] = {}
-    for rank, (item, _) in enumerate(explore):
-        pool[item] = pool.get(item, 0.0) + (1 - p_repeat) * explore_rates[min(rank, len(explore_rates) - 1)]
     recent = list(dict.fromkeys(reversed(history)))
     weights = [lags[min(j, len(lags) - 1)] for j in range(len(recent))]
     if not sum(weights):  # no repeat this far back in the profile: the user's items alike
         weights = [1.0] * len(recent)
-    for item, w in zip(recent, weights):  # a user can only repeat what they have: the profile cut to their history
-        pool[item] = pool.get(item, 0.0) + p_repeat * w / sum(weights)
-    return sorted(pool.items(), key=lambda kv: -kv[1])[:k]  # stable: ties keep the explore order
+    # a user can only repeat what they have: the profile cut to their history
+    return merge_modes([(1 - p_repeat, [i for i, _ in explore], explore_rates),
+                        (p_repeat, recent, [w / sum(weights) for w in weights])], k)
