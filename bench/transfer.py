@@ -273,7 +273,7 @@ def selection_line(chosen: dict) -> str:
 
 
 def table(results: dict) -> str:
-    rows = [f"{'dataset':12s} {'method':44s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
+    rows = [f"{'dataset':12s} {'method':52s} " + " ".join(f"{m:>8s}" for m in METRICS) + "   users"]
     if results.get("selection"):
         rows.insert(0, selection_line(results["selection"]))
     for name, r in results.get("heldout", {}).items():
@@ -285,7 +285,7 @@ def table(results: dict) -> str:
                 elif key.startswith("ours_no_") and key != "ours_no_repeat_mode" and "ours_no_repeat_mode" in \
                         r["methods"]:
                     label += ", no repeat mode"  # each lever's ablation is taken before the repeat mode
-                rows.append(f"{name:12s} {label:44s} " + metric_cells(m) + f"  {m.get('users', '')}")
+                rows.append(f"{name:12s} {label:52s} " + metric_cells(m) + f"  {m.get('users', '')}")
         q = r.get("id_quality") or {}
         if q:
             rows.append(f"{name:12s} IDs: {q['id_words_in_text']:.2f} of an ID's words in its item's text, "
