@@ -11,7 +11,8 @@ score low after any history). They get their own mode: a ranking among the new i
 the user's recent items; an ID model has no interactions to rank them by) and a probability that the next item is
 new, with no labels read: the new items' share of the catalog (a new item is taken to be as likely a target as an
 average item). Its worth per rank is measured on the training data's validation with a seeded share of known
-items treated as new (``pseudo_new_items``): text similarity reads only item text, so items it ranks the same way.
+items treated as new (``pseudo_new_items``): text similarity reads only item text, so it ranks a new item as it
+would a known one.
 """
 from __future__ import annotations
 
