@@ -141,14 +141,15 @@ def new_only_candidates(out: Path, held: set[str]) -> Path:
     return path
 
 
-def text_among(catalog, histories: list[list[str]], among: set[str], k: int) -> list[list[str]]:
-    """Per history, the top ``k`` of ``among`` by text similarity to the user's recent items (history excluded)."""
+def text_among(catalog, histories: list[list[str]], among: set[str] | None, k: int) -> list[list[str]]:
+    """Per history, the top ``k`` of ``among`` (None: every item) by text similarity to the user's recent items
+    (history excluded)."""
     from catalog.similarity import text_similarity_ranking
 
     row = catalog.item_index()
     return [[catalog.item_ids[r] for r in top]
             for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories], k,
-                                               among=[row[i] for i in among])]
+                                               among=None if among is None else [row[i] for i in among])]
 
 
 def new_mode_worth(train_run: Path, share: float, seed: int, max_history: int) -> dict:
@@ -171,7 +172,8 @@ def new_mode_worth(train_run: Path, share: float, seed: int, max_history: int) -
 @dataclass
 class Rankers:
     """What ranks a group of test users: the trained run after ``add-items`` (its table and catalog), the levers
-    chosen on the training data's validation and the new-item mode's worth per rank (None: no mode)."""
+    chosen on the training data's validation and the new-item mode (its worth per rank and ``p_new``; None: no
+    mode)."""
 
     cfg: NewItemsConfig
     trained: dict
@@ -201,15 +203,14 @@ class Rankers:
         train = read_catalog(Path(self.cfg.out) / "train" / "catalog")
         ranked = {"ours": self.ours(histories)} if plain or not self.levers else {}
         ranked["popularity"] = [popularity_ranking(train.sequences, "test", 10)] * len(histories)
-        ranked["text similarity"] = text_among(catalog, histories, set(catalog.item_ids), 10)
+        ranked["text similarity"] = text_among(catalog, histories, None, 10)
         known = "ours"
         if self.levers:
             known, ranked["ours + levers"] = "ours + levers", self.ours(histories, levers=True)
         if self.worth is not None and self.prior.get("explore_rates"):
-            p_new = new_item_share(len(self.held), len(catalog.item_ids))
             among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH)
             ranked[f"{known} + new-item mode"] = [
-                merge_new_item_mode(k, n, p_new, self.prior["explore_rates"], self.worth["rates"])
+                merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"], self.worth["rates"])
                 for k, n in zip(ranked[known], among)]
         return ranked
 
@@ -247,7 +248,7 @@ def run(cfg: NewItemsConfig) -> dict:
     # the training data's validation (its targets are all known items: nothing there rewards ranking new ones)
     prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid, cfg.id_prior_grid)
     worth = (new_mode_worth(out / "train", cfg.fraction, cfg.quality.standard.seed, cfg.quality.standard.max_history)
-             if cfg.new_item_mode else None)
+             | {"p_new": new_item_share(len(held), len(catalog.item_ids))} if cfg.new_item_mode else None)
     rankers = Rankers(cfg, trained, device, held, prior, worth)
     # Among the new items only (a trie of their IDs; text similarity among them): does the model order the new
     # items sensibly, once it is made to choose among them?
@@ -259,8 +260,7 @@ def run(cfg: NewItemsConfig) -> dict:
               "among_new_items": scored(among_new, targets, held)["methods"],
               "other_users": scored(rankers.methods([list(s.history) for s in others], catalog, plain=False),
                                     [s.target for s in others], held),
-              "text_prior": prior, "new_item_mode": worth and worth | {
-                  "p_new": new_item_share(len(held), len(catalog.item_ids))},
+              "text_prior": prior, "new_item_mode": worth,
               "config": {k: str(v) for k, v in vars(cfg).items()}, "wall_s": round(time.time() - t0, 1)}
     write_json(out / "new_items.json", result)
     return result

@@ -96,6 +96,6 @@ def merge_repeat_mode(explore: Ranked, history: Sequence[str], p_repeat: float, 
     weights = [lags[min(j, len(lags) - 1)] for j in range(len(recent))]
     if not sum(weights):  # no repeat this far back in the profile: the user's items alike
         weights = [1.0] * len(recent)
-    # a user can only repeat what they have: the profile cut to their history
+    total = sum(weights)  # a user can only repeat what they have: the profile cut to their history
     return merge_modes([(1 - p_repeat, [i for i, _ in explore], explore_rates),
-                        (p_repeat, recent, [w / sum(weights) for w in weights])], k)
+                        (p_repeat, recent, [w / total for w in weights])], k)
