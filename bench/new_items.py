@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (puts the repo on the path)
                     text_prior_on_validation)
 
-import quality  # noqa: E402  (bench/quality.py: the same recipe and budget)
+import quality  # noqa: E402  (bench/quality.py: the same recipe)
 from eval.metrics import METRICS  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
@@ -58,10 +58,10 @@ class NewItemsConfig:
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     id_prior_grid: list[float] = field(default_factory=lambda: list(BETA_GRID))
     new_item_mode: bool = True
-    # the quality benchmark's recipe with a shorter warm start and budget (its standard.seed also draws the
+    # the quality benchmark's recipe with a shorter warm start and a 10-epoch cap (its first seed also draws the
     # held-out items)
     quality: quality.QualityConfig = field(default_factory=lambda: quality.QualityConfig(
-        max_budget_s=600.0, standard=replace(quality.QualityConfig().standard,
+        epochs=10, standard=replace(quality.QualityConfig().standard,
                                              warmstart=WarmStartConfig(steps=1500))))
 
     FILLED: ClassVar[dict] = {"quality": ("data", "names", "users", "out")}
@@ -93,7 +93,7 @@ def split_dataset(cfg: NewItemsConfig) -> tuple[Path, Path, set[str]]:
     records = read_items(items_path, Problems())
     seqs, _ = read_sequences(data / "user_sequence.txt", Problems())
     used = sorted({i for _, s in seqs for i in s if i in records})
-    held = set(random.Random(cfg.quality.standard.seed).sample(used, round(cfg.fraction * len(used))))
+    held = set(random.Random(cfg.quality.seeds[0]).sample(used, round(cfg.fraction * len(used))))
     train_dir, new_file = out / "train_data", out / "new_items.jsonl.gz"
     if not (train_dir / "user_sequence.txt").exists():
         with atomic_dir(train_dir) as tmp:
@@ -234,7 +234,8 @@ def run(cfg: NewItemsConfig) -> dict:
 
     t0, out, device = time.time(), Path(cfg.out), str(resolve_device(cfg.quality.device))
     train_dir, new_file, held = split_dataset(cfg)
-    trained = quality.one_dataset(replace(cfg.quality, out=out), train_dir, "train", 0, device, sasrec=False)
+    trained = quality.one_dataset(replace(cfg.quality, out=out), train_dir, "train", 0, device, sasrec=False,
+                                  seed=cfg.quality.seeds[0])
     added = add_new_items(out / "train", new_file, out / "added", device)
     full_dir = out / "full_catalog"
     if not (full_dir / "stats.json").exists():
@@ -247,7 +248,7 @@ def run(cfg: NewItemsConfig) -> dict:
     catalog = read_catalog(out / "added" / "catalog")
     # the training data's validation (its targets are all known items: nothing there rewards ranking new ones)
     prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid, cfg.id_prior_grid)
-    worth = (new_mode_worth(out / "train", cfg.fraction, cfg.quality.standard.seed, cfg.quality.standard.max_history)
+    worth = (new_mode_worth(out / "train", cfg.fraction, cfg.quality.seeds[0], cfg.quality.standard.max_history)
              | {"p_new": new_item_share(len(held), len(catalog.item_ids))} if cfg.new_item_mode else None)
     rankers = Rankers(cfg, trained, device, held, prior, worth)
     # Among the new items only (a trie of their IDs; text similarity among them): does the model order the new

@@ -1,21 +1,25 @@
 """Quality benchmark: ours (the standard recipe, ``cluster/standard.py``) against SASRec-CE, popularity, a
 first-order Markov chain (successors of the last item) and the user's recent items on real datasets, in one run, on
-the same users of the same split; CPU-sized (about 150 minutes from scratch on 2 cores by default, the sum of the
-parts measured for the table of record: the generators' warm starts 11-22 minutes each, the recommenders 9-24).
+the same users of the same split; CPU-sized.
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``
-gives slices, 0 = all users). Each dataset's recommender trains for a time budget that grows with its training
-samples (``seconds_per_1k_samples``, clipped), with the recipe's warmup-stable-anneal schedule (it anneals when
-validation stalls or the budget nears its end, and training ends with the anneal), and is selected on validation;
-test is reported only. The recommender's recipe is
-``pretrain/recipes/quality_cpu.yaml`` (on a GPU ``configs/beauty.yaml``, with 3x the warm-start steps) unless
-``--train-config`` names another.
+gives slices, 0 = all users; ``--standard.text_fields title`` a thin-text variant, names only). Each dataset's
+recommender follows the recipe's schedule, which counts optimizer steps and epochs, never seconds: warmup, then the
+rate held until validation reaches a plateau (a standard error below its best, after a minimum of epochs) or the
+recipe's epoch cap is one anneal away, then an anneal that ends the run. So a seed takes the same steps and reaches
+the same validation figures on any machine and beside any load; only the seconds differ. The epoch with the best
+validation is selected; test is reported only. The recommender's recipe is ``pretrain/recipes/quality_cpu.yaml`` (on
+a GPU ``configs/beauty.yaml``, with 3x the warm-start steps) unless ``--standard.train_config`` names another.
 
-Writes ``out/<dataset>/`` (every step, resumable), ``quality.json`` after every dataset (metrics, best epochs,
-seconds, the configs of every method) and ``table.txt``; the table is printed last.
+``--seeds 0 1 2`` runs the whole pipeline (slice, tokenizer, warm start, IDs, shards, recommender, SASRec) once per
+seed, seed s > 0 in ``out/<dataset>-seed<s>/``; the table gives each figure's mean and spread over the seeds.
 
-    python bench/quality.py [--data DIR ...] [--users N ...] [--out runs/quality] [--device cpu|cuda]
+Writes ``out/<dataset>/`` (every step, resumable: stop it and run the same command again), ``quality.json`` after
+every dataset and seed (metrics, best epochs, seconds, the configs of every method; ``spread``: mean and standard
+deviation over seeds) and ``table.txt``; the table is printed last.
+
+    python bench/quality.py [--data DIR ...] [--users N ...] [--seeds S ...] [--out runs/quality] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -48,9 +52,8 @@ class QualityConfig:
     names: list[str] = field(default_factory=list)
     users: list[int] = field(default_factory=list)
     out: Path = Path("runs/quality")
-    seconds_per_1k_samples: float = 60.0
-    min_budget_s: float = 240.0
-    max_budget_s: float = 1200.0
+    epochs: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
     device: str = "auto"
     # the standard recipe as this benchmark runs it: IDs in this process, the recommender started from the
@@ -58,7 +61,8 @@ class QualityConfig:
     standard: StandardConfig = field(default_factory=lambda: StandardConfig(
         init_from_generator=True, ids=IDJobConfig(actors=0)))
 
-    FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "procs", "device", "with_sasrec")}
+    FILLED: ClassVar[dict] = {"standard": ("data", "out", "domain", "users", "procs", "device", "with_sasrec",
+                                           "seed")}
 
     def check(self) -> None:
         for name in ("names", "users"):
@@ -77,9 +81,9 @@ class QualityConfig:
 HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset (default: folder names)",
         "users": "per dataset: a seeded slice of this many users (0: all; default: all, 3,000 for the default Yelp)",
         "out": "benchmark folder",
-        "seconds_per_1k_samples": "the recommender's time budget per 1,000 training samples (clipped to "
-                                  "min/max_budget_s); an upper bound: the schedule anneals and ends earlier when "
-                                  "validation stalls",
+        "epochs": "the recommender's epoch cap (0: the recipe's); the schedule anneals and ends earlier when "
+                  "validation reaches a plateau",
+        "seeds": "run every dataset once per seed (the whole pipeline); the table shows mean and spread",
         "text_prior_grid": "weights of the text prior (recommender.text_prior) tried on validation for the row "
                            "'ours+text' (a hybrid: ours plus text similarity, its own row beside pure ours; empty: "
                            "no such row)",
@@ -89,32 +93,60 @@ HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset 
         **nested_help("standard", {k: v for k, v in STANDARD_HELP.items() if k != "train_config"})}
 
 
-def training_budget(samples: int, cfg: QualityConfig) -> float:
-    return min(cfg.max_budget_s, max(cfg.min_budget_s, cfg.seconds_per_1k_samples * samples / 1000))
+def seed_name(name: str, seed: int) -> str:
+    """The results key and folder of a dataset's run with ``seed`` (seed 0 keeps the plain name)."""
+    return name if seed == 0 else f"{name}-seed{seed}"
 
 
-def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str, sasrec: bool = True) -> dict:
-    """Ours (standard recipe, this benchmark's budget), SASRec (unless ``sasrec`` is off) and the list baselines
-    (popularity, Markov chain, recent items)."""
-    from catalog.split import samples
-    from cluster.standard import prepare_data, run_standard
+def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: str, sasrec: bool = True,
+                seed: int = 0) -> dict:
+    """Ours (the standard recipe with this benchmark's recommender recipe), SASRec (unless ``sasrec`` is off) and
+    the list baselines (popularity, Markov chain, recent items), every step with ``seed``."""
+    from cluster.standard import run_standard
     from infra.config import load_config
     from pretrain.config import CPU_RECIPE
     from pretrain.train import TrainConfig
 
-    out = cfg.out / name
+    out = cfg.out / seed_name(name, seed)
     gpu = device.startswith("cuda")
     base = cfg.standard
     std = replace(base, data=data, out=out, domain=name, users=users, procs=1, device=device, with_sasrec=sasrec,
-                  warmstart=replace(base.warmstart, steps=base.warmstart.steps * (3 if gpu else 1)))
+                  seed=seed, warmstart=replace(base.warmstart, steps=base.warmstart.steps * (3 if gpu else 1)))
     recipe = base.train_config or (REPO / "configs" / "beauty.yaml" if gpu else CPU_RECIPE)
-    n = sum(1 for _ in samples(prepare_data(std).sequences, "train"))  # the budget follows the training samples
-    train = replace(load_config(TrainConfig, recipe), engine="torch", zero_stage=0,
-                    time_budget_s=training_budget(n, cfg))
+    train = replace(load_config(TrainConfig, recipe), engine="torch", zero_stage=0)
+    if cfg.epochs:
+        train = replace(train, epochs=cfg.epochs)
     t = time.time()
     result = run_standard(std, train)
     hybrid = text_prior_on_test(out, result, cfg.text_prior_grid) if cfg.text_prior_grid else None
     return result | {"recipe": str(recipe), "wall_s": round(time.time() - t, 1), "ours_text_prior": hybrid}
+
+
+def spread(runs: list[dict | None]) -> dict:
+    """Per method and metric, the mean, sample standard deviation and number of the seeds' test figures (the runs
+    that finished)."""
+    import statistics
+
+    done = [r for r in runs if isinstance(r, dict) and "ours" in r]
+    methods = {k for r in done for k, v in r.items() if isinstance(v, dict) and isinstance(v.get("test"), dict)}
+    out = {}
+    for method in sorted(methods):
+        tests = [r[method]["test"] for r in done if isinstance(r.get(method), dict) and r[method].get("test")]
+        out[method] = {m: {"mean": statistics.fmean(t[m] for t in tests),
+                           "sd": statistics.stdev([t[m] for t in tests]) if len(tests) > 1 else 0.0,
+                           "n": len(tests)} for m in METRICS}
+    return out
+
+
+def spread_table(spreads: dict) -> str:
+    """Mean +- standard deviation over seeds, per dataset and method."""
+    rows = [f"{'dataset':18s} {'method':16s} " + " ".join(f"{m:>15s}" for m in METRICS) + "  seeds"]
+    for name, methods in spreads.items():
+        for method, cells in methods.items():
+            rows.append(f"{name:18s} {method:16s} " + " ".join(f"{c['mean']:.4f} ± {c['sd']:.4f}"
+                                                             for c in (cells[m] for m in METRICS))
+                        + f"  {min(c['n'] for c in cells.values())}")
+    return "\n".join(rows)
 
 
 def table(results: dict) -> str:
@@ -140,6 +172,8 @@ def table(results: dict) -> str:
         rows.append(f"{name:18s} {'ours/SAS':10s} " + metric_cells(ratios, "8.2f")
                     + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "
                       f"training{chosen}, SASRec {r['sasrec']['seconds']:.0f} s)")
+    if results.get("spread"):
+        rows += ["", "mean ± standard deviation over seeds (test)", spread_table(results["spread"])]
     return "\n".join(rows)
 
 
@@ -150,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     device = str(resolve_device(cfg.device))
     run = recorded_run(cfg.out, "quality.json", device)
     for data, name, users in cfg.plan():
-        run.phase(name, lambda: one_dataset(cfg, data, name, users, device))
+        for seed in cfg.seeds:
+            run.phase(seed_name(name, seed), lambda: one_dataset(cfg, data, name, users, device, seed=seed))
+    if len(cfg.seeds) > 1:
+        run.results["spread"] = {name: spread([run.results.get(seed_name(name, s)) for s in cfg.seeds])
+                                 for _, name, _ in cfg.plan()}
+        run.save()
     text = table(run.results)
     (cfg.out / "table.txt").write_text(text + "\n")
     print("\n" + text)

@@ -108,7 +108,7 @@ def recommender_config(cfg: StandardConfig, out: Path, base: TrainConfig | None 
     """The trainer's config: ``base`` (or the ``train_config`` file) with this run's data and folders."""
     base = base or (load_config(TrainConfig, cfg.train_config) if cfg.train_config else TrainConfig())
     init = out / "generator" if cfg.init_from_generator else base.init
-    return replace(base, shards=out / "shards", out=out / "recommender", init=init,
+    return replace(base, shards=out / "shards", out=out / "recommender", init=init, seed=cfg.seed,
                    tokenizer=None if init else out / "generator", valid_catalog=out / "catalog", valid_ids=out / "ids")
 
 

@@ -57,11 +57,14 @@ def recent_rankings(sequences: Sequence[Sequence[str]], split: str, k: int) -> l
     return _then_popular(tops, sequences, split, k)
 
 
-def _ranking_metrics(rankings, sequences: Sequence[Sequence[str]], split: str, ks) -> dict[str, float]:
-    from eval.metrics import leave_one_out_metrics
+def _ranking_metrics(rankings, sequences: Sequence[Sequence[str]], split: str, ks) -> dict:
+    """``ranking_report`` of a list baseline (its coverage over the items the sequences hold: the catalog, for
+    datasets whose every item has interactions)."""
+    from eval.metrics import ranking_report
 
-    return leave_one_out_metrics(rankings(sequences, split, max(ks)), [s.target for s in samples(sequences, split)],
-                                 ks)
+    items = len({i for seq in sequences for i in seq})
+    return ranking_report(rankings(sequences, split, max(ks)), [s.target for s in samples(sequences, split)], items,
+                          ks)
 
 
 def markov_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:

@@ -15,7 +15,7 @@ from catalog.id_table import item_id_tokens, user_id_texts
 from catalog.split import samples, skipped_users
 from catalog.store import read_catalog
 from eval.baselines import popularity_metrics
-from eval.metrics import coverage, hit_rates_by_rank, leave_one_out_metrics
+from eval.metrics import hit_rates_by_rank, leave_one_out_metrics, ranking_report
 from eval.runs import write_eval
 from infra.device import resolve_device
 from infra.progress import progress
@@ -140,7 +140,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     ranked = [[i for i, _ in kept] for kept in beams]
     scores = [[v for _, v in kept] for kept in beams]
     seconds = time.time() - t0
-    metrics = {**leave_one_out_metrics(ranked, targets), "coverage@10": coverage(ranked, len(cat.item_ids)),
+    metrics = {**ranking_report(ranked, targets, len(cat.item_ids)),
                "split": cfg.split, "beams": cfg.beams, "max_history": max_history,
                "users_per_s": len(todo) / max(seconds, 1e-9), "seconds": round(seconds, 2),
                "skipped_users_fewer_than_3_items": skipped_users(cat.sequences),

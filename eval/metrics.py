@@ -42,6 +42,29 @@ def leave_one_out_metrics(ranked_lists: Sequence[Sequence], targets: Sequence, k
     return out
 
 
+def standard_errors(ranked_lists: Sequence[Sequence], targets: Sequence, ks: Sequence[int] = (5, 10)
+                    ) -> dict[str, float]:
+    """The standard error of each mean in :func:`leave_one_out_metrics` (the users' sample standard deviation over
+    the root of their number): how far a figure may move by the draw of users alone."""
+    ranks = [target_rank(r, t) for r, t in zip(ranked_lists, targets)]
+    n, out = len(ranks), {}
+    for k in ks:
+        for name, f in ((f"HR@{k}", hit), (f"NDCG@{k}", ndcg)):
+            values = [f(r, k) for r in ranks]
+            mean = sum(values) / max(n, 1)
+            var = sum((v - mean) ** 2 for v in values) / max(n - 1, 1)
+            out[name] = math.sqrt(var / max(n, 1))
+    return out
+
+
+def ranking_report(ranked_lists: Sequence[Sequence], targets: Sequence, catalog_size: int,
+                   ks: Sequence[int] = (5, 10)) -> dict:
+    """What every method's test reports: the leave-one-out means, their standard errors (``se``) and the share of
+    the catalog its top-10 lists use (``coverage@10``: a ranking collapsed onto a few items shows here first)."""
+    return {**leave_one_out_metrics(ranked_lists, targets, ks), "se": standard_errors(ranked_lists, targets, ks),
+            "coverage@10": coverage(ranked_lists, catalog_size)}
+
+
 def hit_rates_by_rank(ranked_lists: Sequence[Sequence], targets: Sequence, depth: int) -> list[float]:
     """The share of users whose target is at each rank 1..``depth``, fitted non-increasing (pool-adjacent-violators):
     what a ranking's rank is worth, for the repeat mode (``recommender.repeat_mode``); raw counts at deep ranks are

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from catalog.split import samples
-from eval.metrics import leave_one_out_metrics
+from eval.metrics import ranking_report
 from infra.device import resolve_device
 from infra.progress import progress
 
@@ -207,7 +207,7 @@ def backward_batch(model: SASRec, batch: list[tuple[tuple, object]], device: tor
 
 def _split_metrics(model: SASRec, split: list, cfg: SASRecConfig, device: torch.device) -> dict:
     ranked = rank(model, [list(s.history) for s in split], 10, cfg, device)
-    return leave_one_out_metrics(ranked, [s.target for s in split])
+    return ranking_report(ranked, [s.target for s in split], model.items.num_embeddings - 1)
 
 
 def train_sasrec(sequences: Sequence[Sequence[str]], item_ids: list[str], cfg: SASRecConfig) -> dict:

@@ -59,6 +59,8 @@ class TrainConfig:
     anneal_patience: int = 2
     anneal_epochs: float = 1.0
     anneal_from_best: bool = False
+    anneal_margin_se: float = 0.0
+    anneal_min_epochs: int = 0
 
     def check(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3):
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ValueError("engine torch is one process: set zero_stage 0")
         if self.anneal_patience < 0 or self.anneal_epochs <= 0:
             raise ValueError("anneal_patience must be >= 0 and anneal_epochs > 0")
+        if self.anneal_margin_se < 0 or self.anneal_min_epochs < 0:
+            raise ValueError("anneal_margin_se and anneal_min_epochs must be >= 0")
 
 
 HELP = {"micro_batch": "samples per rank per forward/backward pass",
@@ -98,10 +102,12 @@ HELP = {"micro_batch": "samples per rank per forward/backward pass",
         "log_samples": "write the keys of the samples each rank trained on (samples_rank<R>_epoch<E>.txt)",
         "engine": "deepspeed (any number of processes, ZeRO) or torch (one process, no DeepSpeed)",
         "length_group_window": "micro-batches whose samples are sorted by length together (0: off)",
-        "time_budget_s": "one process only: end training (as if at an epoch end) after this many seconds (0: none)",
+        "time_budget_s": "one process only: a time limit: end training (as if at an epoch end) after this many "
+                         "seconds (0: none). It stops the run where it is and never reshapes the schedule, which "
+                         "counts optimizer steps only, so the same seed takes the same steps on any machine",
         "max_steps": "end training (as if at an epoch end) after this many optimizer steps (0: none)",
-        "warmup_ratio": ("warmup as a fraction of the run (> 0 overrides warmup_steps); with a time budget, of "
-                         "the budget; 0: warmup_steps)"),
+        "warmup_ratio": "warmup as a fraction of the run's optimizer steps (> 0 overrides warmup_steps; 0: "
+                        "warmup_steps)",
         "label_smoothing": "label smoothing of the target-token cross-entropy",
         "dropout": "every dropout of the model at this rate (attention too; none: the checkpoint's or the size's own)",
         "decay_norms": "apply weight decay to layer norms and biases too (default: only to weight matrices)",
@@ -118,15 +124,18 @@ HELP = {"micro_batch": "samples per rank per forward/backward pass",
         "valid_max_users": "select epochs on the first N validation users (0: all)",
         "test_max_users": "test the selected model on the first N test users only (0: all), for smoke runs; the "
                           "summary records the test as partial",
-        "valid_from": "validate only epochs that end after this fraction of the run (of the time budget, or of "
-                      "the epochs; the last epoch always is): when the best epochs are the last ones, this saves "
-                      "validations that cost a fifth of an epoch each on CPU",
-        "anneal_patience": "0: the learning rate decays linearly over the whole run (epochs or time budget). N: it "
-                           "stays at lr after warmup until validation NDCG@10 has not improved for N validated "
-                           "epochs, or until what is left of the run is one anneal long; then it anneals linearly to "
-                           "0 over anneal_epochs and training ends (a started anneal runs to its end, past a time "
-                           "budget by at most the validations within it)",
+        "valid_from": "validate only epochs that end after this fraction of the run's epochs (the last epoch "
+                      "always is): when the best epochs are the last ones, this saves validations that cost a fifth "
+                      "of an epoch each on CPU",
+        "anneal_patience": "0: the learning rate decays linearly over the whole run (its epochs). N: it stays at lr "
+                           "after warmup until validation NDCG@10 has not improved for N validated epochs (see "
+                           "anneal_margin_se, anneal_min_epochs), or until what is left of the run's epochs is one "
+                           "anneal long; then it anneals linearly to 0 over anneal_epochs and training ends",
         "anneal_epochs": "length of that anneal, in epochs (fractions allowed)",
+        "anneal_margin_se": "a plateau also needs the latest validation NDCG@10 below the best by at least this many "
+                            "of its standard errors (0: any shortfall), so that noise alone cannot end a run that "
+                            "is still improving",
+        "anneal_min_epochs": "no plateau anneal before this many epochs have been trained",
         "anneal_from_best": "rewind to the best validated epoch (weights and optimizer state) before annealing"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import os
 import socket
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -84,10 +83,8 @@ def start_engine(cfg: TrainConfig, model, total_steps: int):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("engine torch runs in one process; use engine deepspeed under a launcher")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        start = time.time()
-        budget = (lambda: (time.time() - start) / cfg.time_budget_s) if cfg.time_budget_s else None
         return TorchEngine(model, groups, device, cfg.lr, warmup_of(cfg, total_steps), total_steps, cfg.clip,
-                           cfg.grad_accum, cfg.bf16, budget, plateau=cfg.anneal_patience > 0), 0, 1
+                           cfg.grad_accum, cfg.bf16, plateau=cfg.anneal_patience > 0), 0, 1
     import deepspeed
     import torch.distributed as dist
 

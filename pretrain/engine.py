@@ -14,21 +14,20 @@ from pathlib import Path
 import torch
 
 from infra.atomic import atomic_dir, write_text
-from seq2seq.schedule import WarmupStableAnnealLR, run_done, warmup_decay_fraction, warmup_decay_lr
+from seq2seq.schedule import WarmupStableAnnealLR, warmup_decay_lr
 
 
 class TorchEngine:
-    """``param_groups`` as torch optimizers take them; ``budget``: a clock giving the fraction of a time budget
-    spent, which the schedule then follows (whichever of steps and time runs out first). ``plateau``: the
-    ``WarmupStableAnnealLR`` schedule (``lr_scheduler``, as DeepSpeed names it) instead of a decay over the run."""
+    """``param_groups`` as torch optimizers take them. ``plateau``: the ``WarmupStableAnnealLR`` schedule
+    (``lr_scheduler``, as DeepSpeed names it) instead of a decay over the run. Both count optimizer steps."""
 
     def __init__(self, model: torch.nn.Module, param_groups: list[dict], device: torch.device, lr: float, warmup: int,
-                 total_steps: int, clip: float, grad_accum: int, bf16: bool, budget=None, plateau: bool = False):
+                 total_steps: int, clip: float, grad_accum: int, bf16: bool, plateau: bool = False):
         self.module, self.device = model.to(device), device
         self.lr, self.warmup, self.total, self.clip, self.grad_accum = lr, warmup, total_steps, clip, grad_accum
-        self.bf16, self.budget = bf16, budget
+        self.bf16 = bf16
         self.optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=True if device.type == "cuda" else None)
-        self.lr_scheduler = WarmupStableAnnealLR(self.optimizer, lr, warmup, total_steps, budget) if plateau else None
+        self.lr_scheduler = WarmupStableAnnealLR(self.optimizer, lr, warmup, total_steps) if plateau else None
         self.global_steps, self.micro_steps = 0, 0
 
     def __call__(self, **inputs):
@@ -55,9 +54,6 @@ class TorchEngine:
     def get_lr(self) -> list[float]:
         if self.lr_scheduler is not None:
             return self.lr_scheduler.get_last_lr()
-        if self.budget is not None:
-            done = run_done(self.global_steps, self.total, self.budget)
-            return [warmup_decay_fraction(done, self.lr, self.warmup / max(self.total, 1))]
         return [warmup_decay_lr(self.global_steps, self.lr, min(self.warmup, self.total), self.total)]
 
     def zero_optimization_stage(self) -> int:

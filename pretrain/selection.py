@@ -34,13 +34,12 @@ def check_lineage(cfg: TrainConfig) -> None:
                          "IDs it never learned")
 
 
-def validates(cfg: TrainConfig, epoch: int, elapsed_s: float, stopped: bool) -> bool:
-    """Whether the epoch just ended is validated: the last one always, the others from ``valid_from`` of the run
-    on (of its epochs, or of its time budget, whichever is further)."""
+def validates(cfg: TrainConfig, epoch: int, stopped: bool) -> bool:
+    """Whether the epoch just ended is validated: the last one always, the others from ``valid_from`` of the run's
+    epochs on."""
     if epoch + 1 >= cfg.epochs or stopped:
         return True
-    budget = (lambda: elapsed_s / cfg.time_budget_s) if cfg.time_budget_s else None
-    return run_done(epoch + 1, cfg.epochs, budget) >= cfg.valid_from
+    return run_done(epoch + 1, cfg.epochs) >= cfg.valid_from
 
 
 def keep_best(src: Path, dst: Path) -> None:
@@ -86,6 +85,6 @@ def evaluate_export(model_dir: Path, cfg: TrainConfig, split: str, out: Path | N
                             max_users=cfg.valid_max_users if split == "valid" else cfg.test_max_users,
                             user_ids=manifest.get("user_ids", False), max_history=manifest.get("max_history", LEGACY_MAX_HISTORY),
                             device="auto", **levers))
-    keep = ("users", "partial", *METRICS, "coverage@10", "repeat_bias", "repeat_bias_ndcg10", "text_prior",
+    keep = ("users", "partial", *METRICS, "se", "coverage@10", "repeat_bias", "repeat_bias_ndcg10", "text_prior",
             "text_prior_ndcg10", "without_text_prior", "id_prior", "id_prior_ndcg10", "without_id_prior")
     return {k: m[k] for k in keep if k in m}

@@ -34,7 +34,7 @@ from pretrain.config import HELP, TrainConfig
 from pretrain.distributed import barrier, export_hf, init_processes, share_from_rank0, start_engine
 from pretrain.selection import check_lineage, evaluate_export, final_test, keep_best, selection_repeats, validates
 from seq2seq.model import seq2seq_loss
-from seq2seq.schedule import PlateauControl
+from seq2seq.schedule import PlateauControl, shortfall_in_se
 
 log = logging.getLogger("idgenrec.train")
 
@@ -137,9 +137,10 @@ def start(cfg: TrainConfig) -> Job:
     anneal_steps = round(cfg.anneal_epochs * micro_per_epoch / cfg.grad_accum)
     meta = {"domains_seen": sorted(domains_seen(cfg.init or cfg.tokenizer) | set(manifest["per_domain"])),
             "max_history": manifest.get("max_history", LEGACY_MAX_HISTORY)}
+    control = PlateauControl(cfg.anneal_patience, anneal_steps, cfg.anneal_margin_se, cfg.anneal_min_epochs)
     return Job(cfg, TrainingRun(cfg.out), engine, tok, rank, world, micro_per_epoch, total_steps,
                manifest.get("templates", len(TEMPLATES)), meta, tokenizer_fingerprint(tok),  # a redraw keeps
-               PlateauControl(cfg.anneal_patience, anneal_steps) if cfg.anneal_patience else None)  # to their set
+               control if cfg.anneal_patience else None)  # to their set
 
 
 def resume(job: Job) -> RunState:
@@ -232,10 +233,8 @@ def after_optimizer_step(job: Job, state: RunState, seen: int, losses: list, t0:
         bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
     if step % cfg.save_every == 0 and state.micro_step < job.micro_per_epoch:
         job.save(state, f"step{step:08d}")
-    elapsed = time.time() - job.t_start
     if job.control and engine.lr_scheduler.anneal is None and not state.stopped_early and \
-            job.control.left_is_one_anneal(step, job.total_steps, cfg.time_budget_s - elapsed if cfg.time_budget_s
-                                           else None, (state.train_s + time.time() - t0) / max(step, 1)):
+            job.control.left_is_one_anneal(step, job.total_steps):
         engine.lr_scheduler.start_anneal(job.control.anneal_steps)
         log.info("annealing over the last %d steps of the run (step %d)", job.control.anneal_steps, step)
     state.stopped_early = stop_reason(cfg, engine, time.time() - job.t_start)
@@ -275,7 +274,7 @@ def validate_epoch(job: Job, state: RunState, epoch: int, export: Path, record: 
         keep_best(export, job.run.best)
         state.best = {"epoch": epoch}
         return
-    if not validates(cfg, epoch, time.time() - job.t_start, bool(state.stopped_early)):
+    if not validates(cfg, epoch, bool(state.stopped_early)):
         log.info("epoch %d: not validated (before valid_from %g of the run)", epoch, cfg.valid_from)
         return
     record["valid"] = evaluate_export(export, cfg, "valid", **selection_repeats(cfg))
@@ -285,7 +284,9 @@ def validate_epoch(job: Job, state: RunState, epoch: int, export: Path, record: 
         state.best = {"epoch": epoch, "NDCG@10": key}
         keep_best(export, job.run.best)
     if job.control and job.engine.lr_scheduler.anneal is None and not state.stopped_early:
-        state.stale, plateau = job.control.after_validation(state.stale, state.best["epoch"] == epoch)
+        shortfall = shortfall_in_se(state.best["NDCG@10"], key, record["valid"].get("se", {}).get("NDCG@10"))
+        state.stale, plateau = job.control.after_validation(state.stale, state.best["epoch"] == epoch, shortfall,
+                                                            epoch + 1)
         if plateau:
             state.anneal_from = state.best["epoch"] if cfg.anneal_from_best else epoch
             log.info("validation has not improved for %d epoch(s) (best: epoch %d)", state.stale,
@@ -302,12 +303,12 @@ def anneal_from(job: Job, start: int, epoch: int) -> None:
 
 
 def stop_reason(cfg: TrainConfig, engine, elapsed_s: float) -> str | None:
-    """Why training ends after this optimizer step (None: it goes on). A started anneal always runs to its end (it
-    was started to end with the budget; validations within it can make it overrun by their time)."""
+    """Why training ends after this optimizer step (None: it goes on). The time limit stops the run where it is
+    (the schedule never follows the clock, so a run that stops there is a shorter run, not a reshaped one)."""
     annealed = engine.lr_scheduler.annealed() if cfg.anneal_patience else None
     if annealed is not None and annealed >= 1.0:
         return f"anneal of {engine.lr_scheduler.anneal[1]} steps done"
-    if cfg.time_budget_s and elapsed_s > cfg.time_budget_s and annealed is None:
+    if cfg.time_budget_s and elapsed_s > cfg.time_budget_s:
         return f"time budget of {cfg.time_budget_s:g} s"
     if cfg.max_steps and engine.global_steps >= cfg.max_steps:
         return f"max_steps {cfg.max_steps}"

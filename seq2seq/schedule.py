@@ -20,14 +20,6 @@ def warmup_decay_lr(step: int, lr: float, warmup: int, total: int) -> float:
     return lr * max(0.0, (total - step) / max(total - warmup, 1))
 
 
-def warmup_decay_fraction(done: float, lr: float, warmup: float) -> float:
-    """The same shape over the fraction ``done`` of a run (0 to 1), ``warmup`` a fraction too: how the schedule
-    follows a time budget, so that the learning rate reaches 0 when the budget ends."""
-    if warmup > 0 and done < warmup:
-        return lr * done / warmup
-    return lr * max(0.0, (1.0 - done) / max(1.0 - warmup, 1e-9))
-
-
 def warmup_stable_anneal(done: float, lr: float, warmup: float, annealed: float | None) -> float:
     """Warmup, then a constant rate until an anneal starts, then a linear anneal to 0 (a "WSD" schedule):
     ``done`` and ``warmup`` are fractions of the run as above; ``annealed`` is the fraction of the anneal done
@@ -38,19 +30,19 @@ def warmup_stable_anneal(done: float, lr: float, warmup: float, annealed: float 
     return lr if annealed is None else lr * max(0.0, 1.0 - annealed)
 
 
-def run_done(steps: int, total: int, budget=None) -> float:
-    """The fraction of a run done (0 to 1): the larger of its optimizer steps' and, with a ``budget`` clock, of its
-    time budget's, so that the schedule follows whichever runs out first."""
-    return min(max(budget() if budget else 0.0, steps / max(total, 1)), 1.0)
+def run_done(steps: int, total: int) -> float:
+    """The fraction of a run done (0 to 1), counted in optimizer steps. Never in seconds: a schedule that followed
+    a clock would take other steps on another machine or beside another job, and a seed would not reproduce."""
+    return min(steps / max(total, 1), 1.0)
 
 
 class WarmupStableAnnealLR:
     """``warmup_stable_anneal`` as a scheduler stepped once per optimizer step, by ``TorchEngine`` or by DeepSpeed
     (as a client scheduler, saved in its checkpoints through ``state_dict``). ``warmup`` and ``total`` are optimizer
-    steps; ``budget`` (optional): a clock giving the fraction of a time budget spent, which leads when it is ahead."""
+    steps."""
 
-    def __init__(self, optimizer, lr: float, warmup: int, total: int, budget=None):
-        self.optimizer, self.lr, self.warmup, self.total, self.budget = optimizer, lr, warmup, max(total, 1), budget
+    def __init__(self, optimizer, lr: float, warmup: int, total: int):
+        self.optimizer, self.lr, self.warmup, self.total = optimizer, lr, warmup, max(total, 1)
         self.steps = 0
         self.anneal: list[int] | None = None  # [first step, steps] once the anneal has started
         self._apply()
@@ -63,7 +55,7 @@ class WarmupStableAnnealLR:
         return None if self.anneal is None else (self.steps - self.anneal[0]) / self.anneal[1]
 
     def get_last_lr(self) -> list[float]:
-        done = run_done(self.steps, self.total, self.budget)
+        done = run_done(self.steps, self.total)
         return [warmup_stable_anneal(done, self.lr, self.warmup / self.total, self.annealed())]
 
     def step(self, **_) -> None:
@@ -83,21 +75,31 @@ class WarmupStableAnnealLR:
 
 
 class PlateauControl:
-    """When the warmup-stable-anneal schedule anneals: after ``patience`` validations without a new best, or when
-    what is left of the run (steps, or the time budget at the measured seconds per step) is one anneal long, so that
-    the anneal ends with the run. Keeps no state of its own: the trainer's state holds the count (``stale``)."""
+    """When the warmup-stable-anneal schedule anneals: at a plateau of validation, or when what is left of the run
+    (in optimizer steps) is one anneal long, so that the anneal ends with the run. A plateau is ``patience``
+    validations without a new best, the latest of them below the best by at least ``margin`` of its standard errors,
+    after at least ``min_epochs`` epochs: on a thousand validation users NDCG@10 moves by about a standard error from
+    one epoch to the next, so "no new best" alone anneals runs that are still improving. Keeps no state of its own:
+    the trainer's state holds the count (``stale``)."""
 
-    def __init__(self, patience: int, anneal_steps: int):
+    def __init__(self, patience: int, anneal_steps: int, margin: float = 0.0, min_epochs: int = 0):
         self.patience, self.anneal_steps = patience, max(1, anneal_steps)
+        self.margin, self.min_epochs = margin, min_epochs
 
-    def left_is_one_anneal(self, steps_done: int, total_steps: int, seconds_left: float | None,
-                           step_s: float) -> bool:
-        left = total_steps - steps_done
-        if seconds_left is not None:
-            left = min(left, seconds_left / max(step_s, 1e-9))
-        return left <= self.anneal_steps
+    def left_is_one_anneal(self, steps_done: int, total_steps: int) -> bool:
+        return total_steps - steps_done <= self.anneal_steps
 
-    def after_validation(self, stale: int, improved: bool) -> tuple[int, bool]:
-        """(validations without a new best, whether to anneal now)."""
+    def after_validation(self, stale: int, improved: bool, shortfall_se: float = 0.0,
+                         epochs_done: int = 0) -> tuple[int, bool]:
+        """(validations without a new best, whether to anneal now); ``shortfall_se``: how far the latest validation
+        is below the best, in standard errors of the latest (0 when it is the best)."""
         stale = 0 if improved else stale + 1
-        return stale, stale >= self.patience
+        return stale, stale >= self.patience and shortfall_se >= self.margin and epochs_done >= self.min_epochs
+
+
+def shortfall_in_se(best: float, latest: float, se: float | None) -> float:
+    """How far ``latest`` is below ``best`` in standard errors (``se``; unknown or 0: any shortfall is infinite)."""
+    gap = best - latest
+    if gap <= 0:
+        return 0.0
+    return gap / se if se else float("inf")

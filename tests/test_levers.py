@@ -1,6 +1,8 @@
 """The quality recipe's levers on tiny data: grounding samples in the shards with the right targets, templates drawn
-again every epoch, a schedule that ends with the time budget, one that anneals on a plateau, label smoothing, weight
-decay groups, dropout."""
+again every epoch, a schedule that counts steps only, one that anneals on a plateau (beyond noise), label
+smoothing, weight decay groups, dropout."""
+import math
+import statistics
 from dataclasses import replace
 
 import pytest
@@ -10,7 +12,7 @@ from catalog.id_table import ITEM_TABLE, read_id_table
 from catalog.store import read_catalog
 from pretrain.data import Redraw, cropped_history, prompt
 from pretrain.engine import TorchEngine
-from seq2seq.schedule import warmup_decay_fraction, warmup_stable_anneal
+from seq2seq.schedule import PlateauControl, shortfall_in_se, warmup_stable_anneal
 from pretrain.shards import ShardsConfig, rank_samples, read_manifest, write_shards
 from pretrain.distributed import param_groups
 from seq2seq.model import seq2seq_loss
@@ -119,19 +121,32 @@ def test_one_template_trains_on_the_evaluation_prompt(collide_catalog, word_ids,
         ShardsConfig(catalog=[collide_catalog], ids=[word_ids], templates=11).check()
 
 
-def test_schedule_ends_when_the_time_budget_ends():
-    assert warmup_decay_fraction(0.0, 1.0, 0.1) == 0.0
-    assert warmup_decay_fraction(0.1, 1.0, 0.1) == pytest.approx(1.0)
-    assert warmup_decay_fraction(0.55, 1.0, 0.1) == pytest.approx(0.5)
-    assert warmup_decay_fraction(1.0, 1.0, 0.1) == 0.0
-    spent = [0.0]
+def test_the_schedule_counts_steps_only_and_a_plateau_needs_a_margin_and_a_minimum():
     model = tiny_t5()
     engine = TorchEngine(model, param_groups(model, 0.01, False), torch.device("cpu"), lr=1e-3, warmup=10,
-                         total_steps=1000, clip=1.0, grad_accum=1, bf16=False, budget=lambda: spent[0])
-    spent[0] = 0.5  # half the budget spent after 0 of 1000 steps: time leads the schedule
-    assert engine.get_lr()[0] == pytest.approx(1e-3 * 0.5 / 0.99)
-    spent[0] = 1.0
-    assert engine.get_lr()[0] == 0.0  # the budget is over: the learning rate has reached 0
+                         total_steps=100, clip=1.0, grad_accum=1, bf16=False)
+    assert engine.get_lr()[0] == pytest.approx(1e-4)  # the first step already at lr / warmup
+    engine.global_steps = 55
+    assert engine.get_lr()[0] == pytest.approx(1e-3 * 45 / 90)  # a function of the step, whatever the clock says
+    control = PlateauControl(patience=2, anneal_steps=10, margin=1.0, min_epochs=3)
+    assert control.left_is_one_anneal(90, 100) and not control.left_is_one_anneal(89, 100)
+    assert control.after_validation(1, False, shortfall_se=0.5, epochs_done=5) == (2, False)  # within noise
+    assert control.after_validation(1, False, shortfall_se=1.5, epochs_done=5) == (2, True)
+    assert control.after_validation(1, False, shortfall_se=1.5, epochs_done=2) == (2, False)  # too early
+    assert control.after_validation(1, True, shortfall_se=0.0, epochs_done=5) == (0, False)
+    assert PlateauControl(2, 10).after_validation(1, False) == (2, True)  # no margin: the plain patience rule
+    assert shortfall_in_se(0.0148, 0.0146, 0.0024) == pytest.approx(0.0833, abs=1e-3)
+    assert shortfall_in_se(0.0148, 0.0150, 0.0024) == 0.0 and shortfall_in_se(0.1, 0.05, None) == float("inf")
+
+
+def test_standard_errors_are_those_of_the_users_mean():
+    from eval.metrics import leave_one_out_metrics, standard_errors
+
+    ranked, targets = [[1, 2], [3, 4], [5, 6], [7, 8]], [1, 9, 6, 9]  # ranks 1, none, 2, none
+    se = standard_errors(ranked, targets)
+    assert leave_one_out_metrics(ranked, targets)["HR@10"] == 0.5
+    assert se["HR@10"] == pytest.approx((1 / 3) ** 0.5 / 2)  # sample sd of 1, 0, 1, 0 over sqrt(4)
+    assert se["NDCG@5"] == pytest.approx(statistics.stdev([1.0, 0.0, 1 / math.log2(3), 0.0]) / 2)
 
 
 def test_plateau_schedule_holds_the_rate_until_the_anneal_and_a_checkpoint_keeps_it(tmp_path):
