@@ -4,7 +4,7 @@ the same users of the same split; CPU-sized.
 
 Default datasets (``../shared/data``): Scientific, Office_Industrial, a seeded 3,000-user slice of Yelp (a name and
 categories as item text) and the shipped Beauty sample; any folder in the shared layout by ``--data`` (``--users``
-gives slices, 0 = all users; ``--standard.text_fields title`` a thin-text variant, names only). Each dataset's
+gives slices, 0 = all users; ``--standard.text-fields title`` a thin-text variant, names only). Each dataset's
 recommender follows the recipe's schedule, which counts optimizer steps and epochs, never seconds: warmup, then the
 rate held until validation reaches a plateau (a standard error below its best, after a minimum of epochs) or the
 recipe's epoch cap is one anneal away, then an anneal that ends the run. So a seed takes the same steps and reaches
