@@ -31,7 +31,7 @@ def _launch_args(shards, tok, out, *extra) -> list:
 
 PORT = ["--master_port", 29500 + os.getpid() % 1000]
 ONE_PROCESS_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-LINEAR = ("--anneal-patience", "0")  # the linear decay over the whole run (or its time budget), not the default
+LINEAR = ("--anneal-patience", "0")  # the linear decay over the whole run, not the default
 
 
 def _launch(shards, tok, out, *extra, procs=2):
@@ -171,6 +171,21 @@ def test_time_budget_ends_training_early_with_an_export(shards, sample_tokenizer
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stopped_early"].startswith("time budget") and len(summary["history"]) == 1
     assert (tmp_path / "best" / "model.safetensors").exists()
+
+
+def test_a_time_limit_never_reshapes_the_schedule(shards, sample_tokenizer_dir, tmp_path):
+    """The same seed with and without a (never reached) time limit: the same learning rates, losses and weights,
+    step for step (the schedule once followed the clock, so a run beside another job took other steps)."""
+    runs = {}
+    for name, extra in (("plain", ()), ("limited", ("--time-budget-s", "100000"))):
+        run = _torch_engine(shards, sample_tokenizer_dir, tmp_path / name, "--epochs", "2", *extra)
+        assert run.returncode == 0, run.stderr[-3000:]
+        log = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = ([(r["step"], r["lr"], r["loss"]) for r in log],
+                      load_file(str(tmp_path / name / "epoch001" / "model.safetensors")))
+    (steps, weights), (steps_limited, weights_limited) = runs["plain"], runs["limited"]
+    assert steps == steps_limited and len(steps) > 10
+    assert all(torch.equal(weights[k], weights_limited[k]) for k in weights)
 
 
 def _held_then_annealed(out, stderr: str, anneal_steps: int, epochs: int, steps_per_epoch: int) -> None:
