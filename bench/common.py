@@ -202,6 +202,34 @@ def text_prior_on_test(run: Path, result: dict, grid: list[float]) -> dict:
     return prior | {"test": {k: test[k] for k in ("users", *METRICS, "coverage@10")}}
 
 
+def markov_hybrid(run: Path, grid: list[float]) -> dict:
+    """Ours + the Markov chain (``eval.hybrid``: a hybrid, its own row beside ours) on a finished standard run
+    (``run``: its folder): the selected recommender's own validation and test rankings (at the repeat bias it chose,
+    ``best/eval``), merged with the Markov chain's on the same users; the weight chosen on validation, test scored
+    once at it."""
+    from catalog.split import samples
+    from catalog.store import read_catalog
+    from eval.baselines import markov_rankings
+    from eval.hybrid import DEPTH, choose_weight, merged_rankings
+    from eval.metrics import METRICS, ranking_report
+    from eval.runs import TrainingRun, read_topk
+
+    cat, best = read_catalog(run / "catalog"), TrainingRun(run / "recommender").best
+    lists = {}
+    for split in ("valid", "test"):
+        ours = read_topk(best / "eval", split)
+        markov = markov_rankings(cat.sequences, split, DEPTH)[:len(ours["target"])]  # evaluation's users, in order
+        if [s.target for s in samples(cat.sequences, split)][:len(markov)] != ours["target"]:
+            raise ValueError(f"{best / 'eval'}: its {split} users are not the split's first users in order")
+        lists[split] = (ours["topk"], markov, ours["target"])
+    chosen = choose_weight(*lists["valid"], grid=grid)
+    ours, markov, targets = lists["test"]
+    test = ranking_report(merged_rankings(ours, markov, chosen["weight"], chosen["ours_worth"],
+                                          chosen["other_worth"]), targets, len(cat.item_ids))
+    return {"chosen": chosen["weight"], "valid_ndcg10": chosen["valid_ndcg10"],
+            "test": {k: test[k] for k in ("users", *METRICS, "se", "coverage@10")}}
+
+
 def bench_config(cls: type, help_texts: dict, doc: str, argv: list[str] | None):
     """A benchmark's config from its flags (every field a flag, ``--config`` YAML), with logging set up."""
     import argparse

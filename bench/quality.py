@@ -31,13 +31,14 @@ from typing import ClassVar
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (puts the repo on the path)
-                    recorded_run, text_prior_on_test)
+from common import (REPO, SHARED_DATA, bench_config, markov_hybrid,  # noqa: E402  (puts the repo on the path)
+                    metric_cells, recorded_run, text_prior_on_test)
 
 from cluster.idjob import IDJobConfig  # noqa: E402
 from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
 from cluster.standard import StandardConfig  # noqa: E402
 from eval.metrics import METRICS  # noqa: E402
+from eval.hybrid import HYBRID_GRID  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
@@ -55,6 +56,7 @@ class QualityConfig:
     epochs: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])
     text_prior_grid: list[float] = field(default_factory=lambda: list(WEIGHT_GRID))
+    markov_grid: list[float] = field(default_factory=lambda: list(HYBRID_GRID))
     device: str = "auto"
     # the standard recipe as this benchmark runs it: IDs in this process, the recommender started from the
     # generator (its recipe: standard.train_config, default pretrain/recipes/quality_cpu.yaml)
@@ -87,6 +89,9 @@ HELP = {"data": "dataset folders (shared layout)", "names": "a name per dataset 
         "text_prior_grid": "weights of the text prior (recommender.text_prior) tried on validation for the row "
                            "'ours+text' (a hybrid: ours plus text similarity, its own row beside pure ours; empty: "
                            "no such row)",
+        "markov_grid": "weights of the Markov chain tried on validation for the row 'ours+Markov' (a hybrid: "
+                       "ours merged with the Markov chain's ranking, eval.hybrid; its own row beside pure ours; "
+                       "empty: no such row)",
         "device": "auto, cpu or cuda",
         "standard.train_config": "recommender recipe (pretrain.train fields); default "
                                  "pretrain/recipes/quality_cpu.yaml, or configs/beauty.yaml on a GPU",
@@ -119,7 +124,9 @@ def one_dataset(cfg: QualityConfig, data: Path, name: str, users: int, device: s
     t = time.time()
     result = run_standard(std, train)
     hybrid = text_prior_on_test(out, result, cfg.text_prior_grid) if cfg.text_prior_grid else None
-    return result | {"recipe": str(recipe), "wall_s": round(time.time() - t, 1), "ours_text_prior": hybrid}
+    with_markov = markov_hybrid(out, cfg.markov_grid) if cfg.markov_grid else None
+    return result | {"recipe": str(recipe), "wall_s": round(time.time() - t, 1), "ours_text_prior": hybrid,
+                     "ours_markov": with_markov}
 
 
 def spread(runs: list[dict | None]) -> dict:
@@ -150,7 +157,7 @@ def spread_table(spreads: dict) -> str:
 
 
 def table(results: dict) -> str:
-    rows = [f"{'dataset':18s} {'method':10s} " + " ".join(f"{m:>8s}" for m in METRICS) + "  best epoch   seconds"]
+    rows = [f"{'dataset':18s} {'method':11s} " + " ".join(f"{m:>8s}" for m in METRICS) + "  best epoch   seconds"]
     for name, r in results.items():
         if not isinstance(r, dict) or "ours" not in r:
             continue
@@ -158,6 +165,8 @@ def table(results: dict) -> str:
         rows_of = [("ours", ours, f"{r['ours']['best']['epoch']:>4d} of {r['ours']['epochs_run']:<4d}")]
         if (r.get("ours_text_prior") or {}).get("test"):  # the hybrid, its weight chosen on validation
             rows_of.append(("ours+text", r["ours_text_prior"]["test"], f"weight {r['ours_text_prior']['chosen']:g}"))
+        if (r.get("ours_markov") or {}).get("test"):  # the hybrid with the Markov chain, chosen on validation
+            rows_of.append(("ours+Markov", r["ours_markov"]["test"], f"weight {r['ours_markov']['chosen']:g}"))
         rows_of += [("SASRec", sas, f"{r['sasrec']['best_epoch']:>4d} of {r['sasrec']['epochs_run']:<4d}"),
                     ("popularity", pop, " " * 12)]
         for key, label in (("markov", "Markov"), ("recent", "recent"), ("text_similarity", "text sim")):
@@ -165,11 +174,11 @@ def table(results: dict) -> str:
             if key in r:
                 rows_of.append((label, r[key]["test"], " " * 12))
         for method, m, extra in rows_of:
-            rows.append(f"{name:18s} {method:10s} " + metric_cells(m) + f"  {extra}")
+            rows.append(f"{name:18s} {method:11s} " + metric_cells(m) + f"  {extra}")
         ratios = {k: ours[k] / max(sas[k], 1e-9) for k in METRICS}
         repeats = r["ours"].get("repeat_bias")  # chosen on validation; results written before it have none
         chosen = "" if repeats is None else f"; repeat bias {'off' if repeats['chosen'] is None else repeats['chosen']}"
-        rows.append(f"{name:18s} {'ours/SAS':10s} " + metric_cells(ratios, "8.2f")
+        rows.append(f"{name:18s} {'ours/SAS':11s} " + metric_cells(ratios, "8.2f")
                     + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "
                       f"training{chosen}, SASRec {r['sasrec']['seconds']:.0f} s)")
     if results.get("spread"):

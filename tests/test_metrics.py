@@ -74,3 +74,20 @@ def test_coverage_counts_the_items_the_top_k_lists_use():
     assert coverage(ranked, 10, k=2) == pytest.approx(0.2)  # everybody gets a, b: a collapse
     assert coverage(ranked, 10, k=3) == pytest.approx(0.4)
     assert coverage([], 10) == 0.0
+
+
+def test_hybrid_weight_zero_is_ours_and_the_weight_is_chosen_on_validation():
+    from eval.hybrid import choose_weight, merged_rankings
+
+    ours = [[f"o{u}{r}" for r in range(20)] for u in range(40)]
+    other = [[f"m{u}{r}" for r in range(20)] for u in range(40)]
+    targets = [f"m{u}0" if u % 2 else f"o{u}3" for u in range(40)]  # the other's first item is right for half
+    chosen = choose_weight(ours, other, targets, grid=[0.0, 0.5, 0.9])
+    assert chosen["weight"] > 0 and chosen["other_worth"][0] == 0.5
+    assert chosen["ours_worth"][:4] == [0.125] * 4  # hits at rank 4 only: pooled over ranks 1-4, never rising
+    assert chosen["valid_ndcg10"][str(chosen["weight"])] > chosen["valid_ndcg10"]["0.0"]
+    assert merged_rankings(ours, other, 0.0, chosen["ours_worth"], chosen["other_worth"]) == [o[:10] for o in ours]
+    merged = merged_rankings(ours, other, chosen["weight"], chosen["ours_worth"], chosen["other_worth"])
+    assert all(m[0] == f"m{u}0" for u, m in enumerate(merged))  # the other's rank 1 is worth the most
+    with pytest.raises(ValueError, match="same users"):
+        choose_weight(ours, other[:-1], targets)
