@@ -91,6 +91,15 @@ def _link_sequences(raw: RawDataset, problems: Problems) -> list[tuple[str, list
     return out
 
 
+def kept_fields(fields: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
+    """The item fields the catalog keeps: with ``text_fields`` only those (and the fallback fields), so that no later
+    step reads what the text does not show (the warm start's targets once took the leaf category of a name-only
+    variant, an ID word the text never held); else every field."""
+    if not cfg.text_fields:
+        return fields
+    return {k: v for k, v in fields.items() if k in cfg.text_fields or k in cfg.fallback_fields}
+
+
 def render(fields: dict[str, Any], cfg: PrepareConfig) -> tuple[str, bool]:
     """(text, from real metadata?) - the fallback fields only when nothing else gives text."""
     kw = dict(field_order=cfg.field_order, max_field_words=cfg.max_field_words, max_text_words=cfg.max_text_words)
@@ -136,7 +145,7 @@ def build_catalog(cfg: PrepareConfig, problems: Problems) -> Catalog:
     rendered = [render(raw.items[i], cfg) for i in item_ids]
     catalog = Catalog(
         item_ids=item_ids, domains=[str(raw.items[i].get("domain", domain)) for i in item_ids],
-        fields=[raw.items[i] for i in item_ids], texts=[t for t, _ in rendered],
+        fields=[kept_fields(raw.items[i], cfg) for i in item_ids], texts=[t for t, _ in rendered],
         users=[u for u, _ in sequences], user_domains=[domain] * len(sequences),
         sequences=[s for _, s in sequences])
     catalog.stats = compute_stats(catalog, [r for _, r in rendered], problems, {

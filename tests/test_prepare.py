@@ -29,10 +29,16 @@ def test_shared_layout_round_trip(tiny_dataset, tmp_path):
 
 
 def test_text_fields_make_a_thin_text_catalog(tiny_dataset, tmp_path):
-    """Only the named fields are rendered (the names-only variant a recipe is checked on); the items stay."""
+    """Only the named fields are rendered and kept (the names-only variant a recipe is checked on: the warm start's
+    targets cannot take a category the text does not show); the items stay."""
+    from idgen.tags import extract_tags
+
     prepare(PrepareConfig(data=tiny_dataset, out=tmp_path / "thin", text_fields=["title"]))
     thin = read_catalog(tmp_path / "thin")
     assert thin.item_ids == list("abcde") and thin.texts[0] == "title: Item A bold"
+    assert all(set(f) <= {"title"} for f in thin.fields)
+    assert all(set(extract_tags(f, t).split()) <= set(t.lower().replace(":", "").split())
+               for f, t in zip(thin.fields, thin.texts))
 
 
 def test_beauty_counts_match_source():
