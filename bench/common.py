@@ -158,7 +158,8 @@ def _export_eval(run: Path, result: dict, split: str, folder: str, settings: lis
     out, best = run / folder, TrainingRun(run / "recommender").best
     tcfg = build_config(TrainConfig, result["train_config"])
     users = tcfg.valid_max_users if split == "valid" else tcfg.test_max_users
-    inputs = {"model": content_digest(best), "catalog": content_digest(run / "catalog"),
+    # (the model's own files: best/eval holds evaluations with their timings, which differ between identical models)
+    inputs = {"model": content_digest(best, skip=["eval"]), "catalog": content_digest(run / "catalog"),
               # the users and beams after the first two settings: the order the digests of finished runs used
               "settings": settings_digest(settings[:2] + [users, tcfg.eval_beams] + settings[2:])}
     if not step_done(folder.replace("_", " "), out, inputs, read_eval(out, split) is not None):
