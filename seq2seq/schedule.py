@@ -22,7 +22,7 @@ def warmup_decay_lr(step: int, lr: float, warmup: int, total: int) -> float:
 
 def warmup_stable_anneal(done: float, lr: float, warmup: float, annealed: float | None) -> float:
     """Warmup, then a constant rate until an anneal starts, then a linear anneal to 0 (a "WSD" schedule):
-    ``done`` and ``warmup`` are fractions of the run as above; ``annealed`` is the fraction of the anneal done
+    ``done`` and ``warmup`` are fractions of the run's optimizer steps; ``annealed`` is the fraction of the anneal done
     (None before it starts). The trainer starts the anneal when validation stops improving, or when what is left of
     the run is one anneal long, so the run's length follows the data instead of a budget fixed beforehand."""
     if warmup > 0 and done < warmup:
