@@ -28,40 +28,51 @@ def ndcg(rank: int | None, k: int) -> float:
     return 1.0 / math.log2(rank + 1) if rank is not None and rank <= k else 0.0
 
 
+def per_user_values(ranked_lists: Sequence[Sequence], targets: Sequence, ks: Sequence[int] = (5, 10)
+                    ) -> dict[str, list[float]]:
+    """Each user's HR@k and NDCG@k (in the order HR@5, NDCG@5, HR@10, ...): what the means and their standard
+    errors are taken over, each target's rank found once."""
+    if len(ranked_lists) != len(targets):
+        raise ValueError(f"{len(ranked_lists)} ranked lists for {len(targets)} targets")
+    ranks = [target_rank(r, t) for r, t in zip(ranked_lists, targets)]
+    return {f"{name}@{k}": [f(r, k) for r in ranks] for k in ks for name, f in (("HR", hit), ("NDCG", ndcg))}
+
+
+def _means(values: dict[str, list[float]], users: int) -> dict[str, float]:
+    n = max(users, 1)
+    return {"users": users, **{name: sum(v) / n for name, v in values.items()}}
+
+
+def _standard_errors(values: dict[str, list[float]]) -> dict[str, float]:
+    """The users' sample standard deviation over the root of their number, per metric: how far a figure may move by
+    the draw of users alone."""
+    out = {}
+    for name, v in values.items():
+        n = len(v)
+        mean = sum(v) / max(n, 1)
+        out[name] = math.sqrt(sum((x - mean) ** 2 for x in v) / max(n - 1, 1) / max(n, 1))
+    return out
+
+
 def leave_one_out_metrics(ranked_lists: Sequence[Sequence], targets: Sequence, ks: Sequence[int] = (5, 10)
                           ) -> dict[str, float]:
     """Mean HR@k and NDCG@k over users; ``ranked_lists[u]`` must hold at least max(ks) items when available."""
-    if len(ranked_lists) != len(targets):
-        raise ValueError(f"{len(ranked_lists)} ranked lists for {len(targets)} targets")
-    n = max(len(targets), 1)
-    ranks = [target_rank(r, t) for r, t in zip(ranked_lists, targets)]
-    out: dict[str, float] = {"users": len(targets)}
-    for k in ks:
-        out[f"HR@{k}"] = sum(hit(r, k) for r in ranks) / n
-        out[f"NDCG@{k}"] = sum(ndcg(r, k) for r in ranks) / n
-    return out
+    return _means(per_user_values(ranked_lists, targets, ks), len(targets))
 
 
 def standard_errors(ranked_lists: Sequence[Sequence], targets: Sequence, ks: Sequence[int] = (5, 10)
                     ) -> dict[str, float]:
-    """The standard error of each mean in :func:`leave_one_out_metrics` (the users' sample standard deviation over
-    the root of their number): how far a figure may move by the draw of users alone."""
-    ranks = [target_rank(r, t) for r, t in zip(ranked_lists, targets)]
-    n, out = len(ranks), {}
-    for k in ks:
-        for name, f in ((f"HR@{k}", hit), (f"NDCG@{k}", ndcg)):
-            values = [f(r, k) for r in ranks]
-            mean = sum(values) / max(n, 1)
-            var = sum((v - mean) ** 2 for v in values) / max(n - 1, 1)
-            out[name] = math.sqrt(var / max(n, 1))
-    return out
+    """The standard error of each mean in :func:`leave_one_out_metrics`."""
+    return _standard_errors(per_user_values(ranked_lists, targets, ks))
 
 
 def ranking_report(ranked_lists: Sequence[Sequence], targets: Sequence, catalog_size: int,
                    ks: Sequence[int] = (5, 10)) -> dict:
     """What every method's test reports: the leave-one-out means, their standard errors (``se``) and the share of
-    the catalog its top-10 lists use (``coverage@10``: a ranking collapsed onto a few items shows here first)."""
-    return {**leave_one_out_metrics(ranked_lists, targets, ks), "se": standard_errors(ranked_lists, targets, ks),
+    the catalog its top-10 lists use (``coverage@10``: a ranking collapsed onto a few items shows here first); each
+    target's rank found once."""
+    values = per_user_values(ranked_lists, targets, ks)
+    return {**_means(values, len(targets)), "se": _standard_errors(values),
             "coverage@10": coverage(ranked_lists, catalog_size)}
 
 
