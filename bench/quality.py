@@ -134,15 +134,15 @@ def spread(runs: list[dict | None]) -> dict:
     that finished)."""
     import statistics
 
-    done = [r for r in runs if isinstance(r, dict) and "ours" in r]
-    methods = {k for r in done for k, v in r.items() if isinstance(v, dict) and isinstance(v.get("test"), dict)}
-    out = {}
-    for method in sorted(methods):
-        tests = [r[method]["test"] for r in done if isinstance(r.get(method), dict) and r[method].get("test")]
-        out[method] = {m: {"mean": statistics.fmean(t[m] for t in tests),
-                           "sd": statistics.stdev([t[m] for t in tests]) if len(tests) > 1 else 0.0,
-                           "n": len(tests)} for m in METRICS}
-    return out
+    tests: dict[str, list[dict]] = {}
+    for r in runs:
+        if isinstance(r, dict) and "ours" in r:
+            for method, v in r.items():
+                if isinstance(v, dict) and isinstance(v.get("test"), dict) and v["test"]:
+                    tests.setdefault(method, []).append(v["test"])
+    return {method: {m: {"mean": statistics.fmean(t[m] for t in ts),
+                         "sd": statistics.stdev([t[m] for t in ts]) if len(ts) > 1 else 0.0, "n": len(ts)}
+                     for m in METRICS} for method, ts in sorted(tests.items())}
 
 
 def spread_table(spreads: dict) -> str:

@@ -49,7 +49,6 @@ class RunState:
     best: dict | None = None
     history: list = field(default_factory=list)
     stopped_early: str | None = None
-    train_s: float = 0.0
     stale: int = 0
     anneal_from: int | None = None  # set by rank 0 at a plateau: every rank anneals from this epoch's weights
 
@@ -248,7 +247,6 @@ def end_epoch(job: Job, state: RunState, seen: int, losses: list, t0: float) -> 
     """Export the epoch; rank 0 validates it, keeps the best and watches for a plateau; every rank takes rank 0's
     state, anneals when asked, and checkpoints."""
     epoch = state.epoch
-    state.train_s += time.time() - t0
     export = job.run.export(epoch)
     export_hf(job.engine, job.tok, export, job.rank, job.export_meta)
     state.epoch, state.micro_step = epoch + 1, 0
