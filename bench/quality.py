@@ -17,7 +17,8 @@ seed, seed s > 0 in ``out/<dataset>-seed<s>/``; the table gives each figure's me
 
 Writes ``out/<dataset>/`` (every step, resumable: stop it and run the same command again), ``quality.json`` after
 every dataset and seed (metrics, best epochs, seconds, the configs of every method; ``spread``: mean and standard
-deviation over seeds) and ``table.txt``; the table is printed last.
+deviation over seeds) and ``table.txt``; the table is printed last, with the published figures on a dataset of the
+same name (``eval.published``: the paper's Table 4, its user IDs leaky, and other models' papers) as labelled rows.
 
     python bench/quality.py [--data DIR ...] [--users N ...] [--seeds S ...] [--out runs/quality] [--device cpu|cuda]
 """
@@ -39,6 +40,7 @@ from cluster.standard import HELP as STANDARD_HELP  # noqa: E402
 from cluster.standard import StandardConfig  # noqa: E402
 from eval.metrics import METRICS  # noqa: E402
 from eval.hybrid import HYBRID_GRID  # noqa: E402
+from eval.published import published  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 
@@ -173,6 +175,8 @@ def table(results: dict) -> str:
             # (results written before a baseline existed have no row for it)
             if key in r:
                 rows_of.append((label, r[key]["test"], " " * 12))
+        for label, figures in published(name, "standard").items():  # cited, not run: the label says whose
+            rows_of.append(("[published]", figures, label))
         for method, m, extra in rows_of:
             rows.append(f"{name:18s} {method:11s} " + metric_cells(m) + f"  {extra}")
         ratios = {k: ours[k] / max(sas[k], 1e-9) for k in METRICS}

@@ -2,7 +2,7 @@
 
 Reads, under each run folder (layout in eval.runs): evaluations' test metrics (idgenrec eval / zeroshot: ours and
 the popularity baseline), SASRec results, trainer loss curves. The paper's published figures, kept as
-cited reference data in ``eval/paper_results.json``, are shown beside ours where they exist.
+cited reference data (``eval.published``), are shown beside ours where they exist.
 """
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 from eval.metrics import METRICS
+from eval.published import paper_record, published
 from eval.runs import SASREC_FILE, TrainingRun, find, metrics_path
 from infra.atomic import atomic_path, write_json, write_text
-
-PAPER = Path(__file__).with_name("paper_results.json")
 
 
 def _dataset(folder: Path, m: dict) -> str:
@@ -124,11 +123,9 @@ def collect(run_dirs: list[Path]) -> dict:
             curves[str(folder)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
     for methods in rows.values():
         mark_unequal_users(methods)
-    paper = json.loads(PAPER.read_text())
-    for ds, methods in paper.get("metrics", {}).items():
-        if ds in rows:
-            rows[ds]["IDGenRec (paper)"] = methods
-    return {"datasets": rows, "loss_curves": curves, "paper": paper}
+    for ds in rows:
+        rows[ds].update(published(ds))
+    return {"datasets": rows, "loss_curves": curves, "paper": paper_record()}
 
 
 PROTOCOL = """Protocol: leave-one-out per user (last item = test target, second-to-last = validation target, earlier
