@@ -67,9 +67,11 @@ class IDJobConfig(Algorithm1Config):
         return Algorithm1Config(**{f.name: getattr(self, f.name) for f in fields(Algorithm1Config)})
 
     def result_hash(self) -> str:
-        """What the table depends on (not actors or address): resuming with another value would mix tables."""
+        """The settings the table depends on: resuming with another value would mix tables. Not where things are
+        (paths: the catalog and the generator are keyed by their content beside this, so a moved run resumes) nor
+        how the work is spread (actors, address, device)."""
         keys = {k: str(v) for k, v in asdict(self).items()
-                if k not in ("actors", "address", "out", "device", "gpus_per_actor")}
+                if k not in ("catalog", "model", "out", "actors", "address", "device", "gpus_per_actor")}
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -70,6 +70,23 @@ def test_ids_redone_when_the_generator_is_retrained_in_place(tiny_generator, oth
     assert after["id"] != before["id"]
 
 
+def test_a_moved_id_job_resumes(tiny_generator, collide_catalog, tmp_path):
+    """The job's settings key holds no path: a whole run folder moved elsewhere resumes its work (before, the
+    catalog's and generator's paths were in it, and the moved job was refused as 'another configuration')."""
+    run = tmp_path / "run"
+    shutil.copytree(collide_catalog, run / "catalog")
+    shutil.copytree(tiny_generator, run / "generator")
+    run_ids(_ids(run / "catalog", run / "generator", run / "ids"))
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run, moved)
+    assert _ids(run / "catalog", run / "generator", run / "ids").result_hash() == \
+        _ids(moved / "catalog", moved / "generator", moved / "ids").result_hash()
+    run_ids(_ids(moved / "catalog", moved / "generator", moved / "ids"))  # resumes, no 'another configuration'
+    assert read_id_table(moved / "ids" / ITEM_TABLE) == read_id_table(run / "ids" / ITEM_TABLE)
+    assert _ids(run / "catalog", run / "generator", run / "ids").result_hash() != \
+        replace(_ids(run / "catalog", run / "generator", run / "ids"), groups=2).result_hash()
+
+
 def test_add_items_and_recommend_chunks_are_keyed_on_the_model(tiny_generator, other_generator, collide_catalog,
                                                                tmp_path):
     gen = tmp_path / "generator"
