@@ -41,11 +41,11 @@ from common import (SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (put
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe)
 from eval.metrics import METRICS  # noqa: E402
+from eval.new_item_mode import new_mode_worth, text_among  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from recommender.id_prior import BETA_GRID  # noqa: E402
-from recommender.modes import (NEW_MODE_DEPTH, merge_new_item_mode, new_item_share,  # noqa: E402
-                               pseudo_new_items)
+from recommender.modes import NEW_MODE_DEPTH, merge_new_item_mode, new_item_share  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
@@ -141,34 +141,6 @@ def new_only_candidates(out: Path, held: set[str]) -> Path:
     return path
 
 
-def text_among(catalog, histories: list[list[str]], among: set[str] | None, k: int) -> list[list[str]]:
-    """Per history, the top ``k`` of ``among`` (None: every item) by text similarity to the user's recent items
-    (history excluded)."""
-    from catalog.similarity import text_similarity_ranking
-
-    row = catalog.item_index()
-    return [[catalog.item_ids[r] for r in top]
-            for top in text_similarity_ranking(catalog.texts, [[row[i] for i in h] for h in histories], k,
-                                               among=None if among is None else [row[i] for i in among])]
-
-
-def new_mode_worth(train_run: Path, share: float, seed: int, max_history: int) -> dict:
-    """The new-item mode's hit rate per rank, measured on the training data's validation: a seeded ``share`` of
-    its items treated as new (``recommender.modes.pseudo_new_items``), the users whose validation target is one of
-    them, those items ranked among themselves by text similarity (it reads only item text, so a new item ranks as
-    a known one would). No new item and no test user is looked at."""
-    from catalog.split import samples
-    from catalog.store import read_catalog
-    from eval.metrics import hit_rates_by_rank
-
-    catalog = read_catalog(train_run / "catalog")
-    pseudo = pseudo_new_items(catalog.item_ids, share, seed)
-    cases = [s for s in samples(catalog.sequences, "valid", max_history) if s.target in pseudo]
-    lists = text_among(catalog, [list(s.history) for s in cases], pseudo, NEW_MODE_DEPTH)
-    return {"users": len(cases), "pseudo_new_items": len(pseudo),
-            "rates": hit_rates_by_rank(lists, [s.target for s in cases], NEW_MODE_DEPTH)}
-
-
 @dataclass
 class Rankers:
     """What ranks a group of test users: the trained run after ``add-items`` (its table and catalog), the levers
@@ -210,7 +182,8 @@ class Rankers:
         if self.worth is not None and self.prior.get("explore_rates"):
             among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH)
             ranked[f"{known} + new-item mode"] = [
-                merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"], self.worth["rates"])
+                [i for i, _ in merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"],
+                                                   self.worth["rates"])]
                 for k, n in zip(ranked[known], among)]
         return ranked
 
@@ -248,7 +221,8 @@ def run(cfg: NewItemsConfig) -> dict:
     catalog = read_catalog(out / "added" / "catalog")
     # the training data's validation (its targets are all known items: nothing there rewards ranking new ones)
     prior = text_prior_on_validation(out / "train", trained, cfg.text_prior_grid, cfg.id_prior_grid)
-    worth = (new_mode_worth(out / "train", cfg.fraction, cfg.quality.seeds[0], cfg.quality.standard.max_history)
+    worth = (new_mode_worth(read_catalog(out / "train" / "catalog"), cfg.fraction, cfg.quality.seeds[0],
+                            cfg.quality.standard.max_history)
              | {"p_new": new_item_share(len(held), len(catalog.item_ids))} if cfg.new_item_mode else None)
     rankers = Rankers(cfg, trained, device, held, prior, worth)
     # Among the new items only (a trie of their IDs; text similarity among them): does the model order the new

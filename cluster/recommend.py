@@ -8,6 +8,13 @@ but the last) gets the evaluation's top-k. Output lines: ``{"user": ..., "items"
 before any work; with ``--out`` the output appears whole or not at all (with ``<out>.record.json`` saying which
 model, IDs and settings made it), while standard output is streamed, so a bad line read from standard input stops the
 job after the lines before it were written.
+
+``--new-items`` (items added after training, e.g. by ``add-items``) turns on the new-item mode
+(``recommender.modes``): a recommender rarely writes the IDs of items it never trained on, so the new items also get
+a list of their own, ranked by text similarity to the history, mixed into each top k by each list's worth per rank:
+ours' from the model's validation run (its ``explore_rates``), the new list's measured on the catalog's validation
+with known items drawn as pseudo-new (``eval.new_item_mode``), and P(new) = the new items' share of the table. The
+scores are then those estimated hit probabilities, not log-probabilities.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ from typing import IO, Iterable, Iterator
 
 from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table
 from catalog.similarity import TextSimilarity
-from catalog.store import read_catalog
+from catalog.store import Catalog, read_catalog
+from eval.new_item_mode import new_mode_worth, text_among
 from infra.atomic import atomic_path, write_json, write_text
 from infra.config import config_to_dict
 from infra.device import resolve_device
@@ -35,11 +43,13 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
 from recommender.id_prior import corrected_all, null_scores
+from recommender.modes import NEW_MODE_DEPTH, merge_new_item_mode, new_item_share
 from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
 
 log = logging.getLogger("idgenrec.recommend")
+PATH_INPUTS = ("model", "ids", "candidates", "catalog", "new_items", "valid_metrics")  # keyed by their content
 
 
 @dataclass
@@ -57,6 +67,8 @@ class RecommendConfig:
     text_candidates: int = 20
     id_prior: float | None = None
     catalog: Path | None = None
+    new_items: Path | None = None
+    valid_metrics: Path | None = None
     with_ids: bool = False
     skip_bad: bool = False
     max_history: int = 0
@@ -79,6 +91,9 @@ class RecommendConfig:
             raise ValueError("exclude_history drops the history items that repeat_bias would rank: pick one")
         if self.text_prior is not None and self.catalog is None:
             raise ValueError("text_prior needs --catalog (the items' text)")
+        if self.new_items is not None and self.catalog is None:
+            raise ValueError("new_items needs --catalog (the items' text and the validation the new-item mode is "
+                             "measured on)")
 
 
 HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directory (item_ids.parquet) of the catalog",
@@ -96,7 +111,13 @@ HELP = {"model": "recommender directory (model + tokenizer)", "ids": "ID directo
         "text_candidates": "with a text prior: the most text-similar items scored by the model and merged",
         "id_prior": "subtract this beta x the model's score of each ID after a prompt with no history "
                     "(recommender.id_prior; the beta validation chose); default off",
-        "catalog": "catalog directory with the items' text (for text_prior)",
+        "catalog": "catalog directory with the items' text (for text_prior and new_items)",
+        "new_items": "file of item ids added after training (e.g. by add-items), one per line: the new-item mode "
+                     "mixes them into each list, ranked by text similarity to the history (needs --catalog); "
+                     "default off",
+        "valid_metrics": "with new_items: the model's validation metrics (idgenrec eval --split valid), whose "
+                         "explore_rates say what each rank of the model's list is worth; default "
+                         "<model>/eval/metrics_valid.json",
         "with_ids": "add the items' textual IDs to each line",
         "skip_bad": "skip and count histories with unknown items or none at all (default: stop with an error)",
         "max_history": "the most recent items a prompt holds (longer histories are cut, logged once; 0: as the "
@@ -197,10 +218,12 @@ class Ranker:
         if cfg.id_prior:
             self.null = null_scores(self.model, self.tok, self.item_ids, self.tokens_of, 4 * cfg.batch_size,
                                     cfg.max_source_tokens, cfg.length_penalty, EVAL_TEMPLATE)
+        cat = read_catalog(cfg.catalog) if cfg.catalog is not None else None
         if cfg.text_prior is not None:
-            text = dict(zip((cat := read_catalog(cfg.catalog)).item_ids, cat.texts))
+            text = dict(zip(cat.item_ids, cat.texts))
             self.similarity = TextSimilarity([text.get(i, "") for i in every])
             self.barred = sorted(set(range(len(every))) - set(rows))
+        self.new_mode = new_item_mode(cfg, cat, every, keep) if cfg.new_items is not None else None
 
     def rank(self, histories: list[tuple[str, list[str]]]) -> list[str]:
         """One JSON line per (user, items) history, in order."""
@@ -214,6 +237,8 @@ class Ranker:
             ranked = (merge_repeats(b, h, cfg.repeat_bias) for b, h in zip(ranked, scored))
         if cfg.text_prior is not None:
             ranked = self.with_text_prior(prompts, [items for _, items in histories], list(ranked))
+        if self.new_mode is not None:
+            ranked = self.new_mode.merged([items for _, items in histories], list(ranked), cfg.k)
         lines = []
         for (user, _), kept in zip(histories, ranked):
             kept = kept[: cfg.k]
@@ -242,6 +267,46 @@ class Ranker:
         scored = self.scored(prompts, [[self.every[r] for r in top] for top in rows])
         return [merge_text_prior(b, c, {self.every[r]: v for r, v in s.items()}, cfg.text_prior)
                 for b, c, s in zip(ranked, scored, similar)]
+
+
+@dataclass
+class NewItemMode:
+    """The new-item mode as ``recommend`` applies it (``recommender.modes``): the new items, P(new), and what each
+    rank of the model's list and of the new items' own list is worth."""
+
+    catalog: Catalog
+    items: set[str]
+    p_new: float
+    known_rates: list[float]
+    new_rates: list[float]
+
+    def merged(self, histories: list[list[str]], ranked: list, k: int) -> list:
+        """Each ranking with the new items, ranked among themselves by text similarity to its history, mixed in."""
+        among = text_among(self.catalog, histories, self.items, NEW_MODE_DEPTH)
+        return [merge_new_item_mode([i for i, _ in b], n, self.p_new, self.known_rates, self.new_rates, k)
+                for b, n in zip(ranked, among)]
+
+
+def new_item_mode(cfg: RecommendConfig, catalog: Catalog, every: list[str], keep: set[str] | None) -> NewItemMode:
+    """The mode for ``cfg.new_items`` (within the candidates, if any): ours' worth per rank from the model's
+    validation metrics, the new list's measured on the catalog's validation with known items drawn as new."""
+    new = read_candidates(cfg.new_items, set(every)) & (keep if keep is not None else set(every))
+    missing = sorted(new - set(catalog.item_ids))
+    if missing:
+        raise DataError(cfg.catalog, None, f"{len(missing)} new items have no text here (first: {missing[0]!r}): "
+                                           "give the catalog add-items extended (add-items --catalog)")
+    metrics = Path(cfg.valid_metrics or Path(cfg.model) / "eval" / "metrics_valid.json")
+    rates = json.loads(require_file(metrics).read_text()).get("explore_rates")
+    if not rates:
+        raise DataError(metrics, None, "no explore_rates: give the metrics of a validation run of this model "
+                                       "(idgenrec eval --split valid records them)")
+    p_new = new_item_share(len(new), len(every))
+    worth = new_mode_worth(catalog, p_new, seed=0, max_history=prompt_history(cfg.model, cfg.max_history),
+                           items=[i for i in catalog.item_ids if i not in new])
+    log.info("new-item mode: %d new items, P(new) %.3f; its list's hit rate at rank 1 %.4f (%d validation users "
+             "whose target is one of %d known items drawn as new); ours' %.4f", len(new), p_new, worth["rates"][0],
+             worth["users"], worth["pseudo_new_items"], rates[0])
+    return NewItemMode(catalog, new, p_new, list(rates), worth["rates"])
 
 
 def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> dict:
@@ -283,7 +348,7 @@ def write_record(cfg: RecommendConfig, result: dict) -> None:
     """``<out>.record.json`` beside the output: which model, ID table and settings made it (paths and content
     fingerprints), and what was written and skipped."""
     inputs = {name: {"path": str(getattr(cfg, name)), "fingerprint": content_digest(getattr(cfg, name), ["work"])}
-              for name in ("model", "ids", "histories", "candidates", "catalog") if getattr(cfg, name) is not None}
+              for name in ("histories", *PATH_INPUTS) if getattr(cfg, name) is not None}
     write_json(Path(f"{cfg.out}.record.json"), {"output": str(cfg.out), "inputs": inputs,
                                                 "config": config_to_dict(cfg), **result,
                                                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -329,9 +394,9 @@ def _with_actors(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -
 
 
 def plan_hash(cfg: RecommendConfig, histories: list[tuple[str, list[str]]]) -> str:
-    """What kept chunks were made from: the histories, the content of the model, ID table and candidate list, and
-    every setting that changes a result (a model retrained in place starts over)."""
-    same = {k: (content_digest(v, skip=["work"]) if k in ("model", "ids", "candidates", "catalog") else str(v))
+    """What kept chunks were made from: the histories, the content of the model, ID table, catalog and item lists,
+    and every setting that changes a result (a model retrained in place starts over)."""
+    same = {k: (content_digest(v, skip=["work"]) if k in PATH_INPUTS else str(v))
             for k, v in vars(cfg).items()
             if k not in ("actors", "address", "device", "histories", "out", "chunk")}
     return settings_digest([same, cfg.chunk, histories])

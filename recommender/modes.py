@@ -51,9 +51,11 @@ def pseudo_new_items(items: Sequence[str], share: float, seed: int) -> set[str]:
 
 
 def merge_new_item_mode(known: Sequence[str], new_ranked: Sequence[str], p_new: float,
-                        known_rates: Sequence[float], new_rates: Sequence[float], k: int = 10) -> list[str]:
+                        known_rates: Sequence[float], new_rates: Sequence[float], k: int = 10) -> Ranked:
     """``known`` (the recommender's ranking, best first) at (1 - p) x its validation hit rate per rank, mixed with
-    the new items ranked among themselves at p x their mode's hit rate per rank; p = 0 keeps ``known``."""
-    if p_new <= 0.0 or not new_rates:
-        return list(known[:k])
-    return [i for i, _ in merge_modes([(1 - p_new, known, known_rates), (p_new, new_ranked, new_rates)], k)]
+    the new items ranked among themselves at p x their mode's hit rate per rank: (item, P(mode) x worth) pairs, best
+    first; p = 0 (or no worth measured) keeps ``known``'s order, each item at its own rank's worth."""
+    if p_new <= 0.0 or not new_rates or not known_rates:
+        return [(item, known_rates[min(r, len(known_rates) - 1)] if known_rates else 0.0)
+                for r, item in enumerate(known[:k])]
+    return merge_modes([(1 - p_new, known, known_rates), (p_new, new_ranked, new_rates)], k)
