@@ -18,7 +18,8 @@ seed, seed s > 0 in ``out/<dataset>-seed<s>/``; the table gives each figure's me
 Writes ``out/<dataset>/`` (every step, resumable: stop it and run the same command again), ``quality.json`` after
 every dataset and seed (metrics, best epochs, seconds, the configs of every method; ``spread``: mean and standard
 deviation over seeds) and ``table.txt``; the table is printed last, with the published figures on a dataset of the
-same name (``eval.published``: the paper's Table 4, its user IDs leaky, and other models' papers) as labelled rows.
+same name run on all its users (``eval.published``: the paper's Table 4, its user IDs leaky, and other models'
+papers) as labelled rows.
 
     python bench/quality.py [--data DIR ...] [--users N ...] [--seeds S ...] [--out runs/quality] [--device cpu|cuda]
 """
@@ -175,7 +176,7 @@ def table(results: dict) -> str:
             # (results written before a baseline existed have no row for it)
             if key in r:
                 rows_of.append((label, r[key]["test"], " " * 12))
-        for label, figures in published(name, "standard").items():  # cited, not run: the label says whose
+        for label, figures in published(name, "standard", r["users"]).items():  # cited, not run; all users only
             rows_of.append(("[published]", figures, label))
         for method, m, extra in rows_of:
             rows.append(f"{name:18s} {method:11s} " + metric_cells(m) + f"  {extra}")

@@ -15,10 +15,14 @@ def paper_record() -> dict:
     return json.loads(PAPER.read_text())
 
 
-def published(dataset: str, setting: str | None = None) -> dict[str, dict[str, float]]:
+def published(dataset: str, setting: str | None = None, users: int | None = None) -> dict[str, dict[str, float]]:
     """Label -> the four test metrics of every published row on ``dataset`` (in ``setting``, one of ``SETTINGS``;
-    None: all), in the file's order."""
+    None: all), in the file's order. With ``users``: only when that is the published split's whole user count (a
+    slice or sample of the dataset is not what the figures were measured on)."""
     if setting is not None and setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}: one of {SETTINGS}")
-    return {row["label"]: dict(row["figures"][dataset]) for row in paper_record()["published"]
+    record = paper_record()
+    if users is not None and record["datasets"].get(dataset, {}).get("users") != users:
+        return {}
+    return {row["label"]: dict(row["figures"][dataset]) for row in record["published"]
             if dataset in row["figures"] and setting in (None, row["setting"])}

@@ -123,8 +123,8 @@ def collect(run_dirs: list[Path]) -> dict:
             curves[str(folder)] = [(p["step"], p["loss"]) for p in pts if "loss" in p]
     for methods in rows.values():
         mark_unequal_users(methods)
-    for ds in rows:
-        rows[ds].update(published(ds))
+    for ds, methods in rows.items():  # beside a dataset evaluated on all its users only
+        rows[ds].update(published(ds, users=max((m.get("users") or 0 for m in methods.values()), default=0)))
     return {"datasets": rows, "loss_curves": curves, "paper": paper_record()}
 
 

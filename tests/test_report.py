@@ -99,7 +99,8 @@ def test_a_zero_shot_row_shows_its_peers_and_labels_in_domain_references(tmp_pat
 
 def test_published_figures_are_labelled_rows_of_their_setting(tmp_path):
     """The paper's Table 4 (standard, leaky user IDs) and Table 7 (zero-shot) and other models' published figures
-    come from one cited file; a report on a dataset of that name shows them as labelled rows, never as ours."""
+    come from one cited file; a report on a dataset of that name, evaluated on all its users, shows them as labelled
+    rows, never as ours."""
     import pytest
 
     from eval.published import published
@@ -110,12 +111,17 @@ def test_published_figures_are_labelled_rows_of_their_setting(tmp_path):
     assert {"HSTU (published)", "OneRec-SFT 1.7B (published)"} <= set(standard)
     assert list(published("Yelp", "zero-shot")) == ["IDGenRec (paper Table 7)"]
     assert published("Scientific") == {}
+    assert published("Beauty", "standard", users=2000) == {}  # a sample is not the split the figures are on
+    assert published("Beauty", "standard", users=22363) == standard
     with pytest.raises(ValueError, match="unknown setting"):
         published("Beauty", "few-shot")
     run = tmp_path / "run"
     (run / "Beauty").mkdir(parents=True)
     m = {"users": 10, "HR@5": 0.1, "HR@10": 0.2, "NDCG@5": 0.05, "NDCG@10": 0.07}
     (run / "Beauty" / "metrics_test.json").write_text(json.dumps(m))
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    assert "HSTU" not in (tmp_path / "rep" / "report.md").read_text()  # 10 users: a slice, no published rows
+    (run / "Beauty" / "metrics_test.json").write_text(json.dumps(m | {"users": 22363}))
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| IDGenRec (paper Table 4; leaky user IDs) |  | 0.0618 | 0.0814 | 0.0486 | 0.0541 |" in md
