@@ -181,8 +181,9 @@ def table(results: dict) -> str:
         for method, m, extra in rows_of:
             rows.append(f"{name:18s} {method:11s} " + metric_cells(m) + f"  {extra}")
         ratios = {k: ours[k] / max(sas[k], 1e-9) for k in METRICS}
-        repeats = r["ours"].get("repeat_bias")  # chosen on validation; results written before it have none
-        chosen = "" if repeats is None else f"; repeat bias {'off' if repeats['chosen'] is None else repeats['chosen']}"
+        chosen = "".join(f"; {name} {'off' if lever['chosen'] is None else lever['chosen']}"  # chosen on validation
+                         for key, name in (("repeat_bias", "repeat bias"), ("id_prior", "ID prior"))
+                         if (lever := r["ours"].get(key)) is not None)  # (results written before a lever have none)
         rows.append(f"{name:18s} {'ours/SAS':11s} " + metric_cells(ratios, "8.2f")
                     + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "
                       f"training{chosen}, SASRec {r['sasrec']['seconds']:.0f} s)")

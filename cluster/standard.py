@@ -40,6 +40,7 @@ from infra.fingerprint import content_digest, read_stamp, set_aside, settings_di
 from pretrain.launch import launch_train
 from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
+from pretrain.config import AFTER_TRAINING
 from pretrain.train import TrainConfig, final_test, train
 
 log = logging.getLogger("idgenrec.standard")
@@ -120,6 +121,19 @@ def _step(name: str, folder: Path, inputs: dict[str, str], complete: bool) -> bo
 
 def _finished(folder: Path, inputs: dict[str, str]) -> None:
     write_stamp(folder, inputs)
+
+
+def training_settings(tcfg: TrainConfig) -> dict:
+    """What a trained recommender is keyed on besides its inputs' content: the config without paths and without the
+    fields that only choose ranking levers afterwards (``pretrain.config.AFTER_TRAINING``)."""
+    return {k: v for k, v in plain_settings(tcfg).items() if k not in AFTER_TRAINING}
+
+
+def missing_levers(tcfg: TrainConfig, summary: dict) -> list[str]:
+    """The ranking levers whose grid the config has but the trained run's summary has no choice for (a run trained
+    before the grid was set)."""
+    grids = (("repeat_bias", tcfg.eval_repeat_bias_grid), ("id_prior", tcfg.eval_id_prior_grid))
+    return [lever for lever, grid in grids if grid and lever not in summary]
 
 
 def plain_settings(cfg) -> dict:
@@ -215,21 +229,23 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     tcfg = recommender_config(cfg, out, train_cfg)
     run = TrainingRun(tcfg.out)
     inputs = {"shards": content_digest(out / "shards"), "catalog": catalog, "ids": ids,
-              "init": content_digest(tcfg.init or tcfg.tokenizer), "settings": settings_digest(plain_settings(tcfg))}
+              "init": content_digest(tcfg.init or tcfg.tokenizer),
+              "settings": settings_digest(training_settings(tcfg))}
     if _step("recommender", run.path, inputs, run.done()):
         if read_stamp(run.path) != inputs:  # checkpoints of other inputs must not be resumed: kept, not deleted
             set_aside(run.path)
         _finished(run.path, inputs)  # before training too, so that an interrupted run of these inputs resumes
         timed("recommender", lambda: _train(tcfg, cfg.procs))  # its last step chooses the repeat bias
-    elif tcfg.eval_repeat_bias_grid and "repeat_bias" not in run.summary():
-        log.info("[repeat bias] the recommender was trained without the grid: choosing on validation, then test")
-        timed("repeat bias", lambda: run.write_summary(run.summary() | final_test(tcfg, run.best)))
+    elif missing_levers(tcfg, run.summary()):
+        log.info("[ranking levers] %s not chosen for this recommender yet: choosing on validation, then test",
+                 ", ".join(missing_levers(tcfg, run.summary())))
+        timed("ranking levers", lambda: run.write_summary(run.summary() | final_test(tcfg, run.best)))
     summary = run.summary()
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),
               "ours": {"test": summary.get("test_at_best"), "best": summary["best"],
                        "epochs_run": len(summary["history"]), "stopped_early": summary.get("stopped_early"),
                        "valid": TrainingRun.selected_valid(summary),
-                       "repeat_bias": summary.get("repeat_bias")},
+                       "repeat_bias": summary.get("repeat_bias"), "id_prior": summary.get("id_prior")},
               **{name: {split: metrics(cat.sequences, split) for split in ("test", "valid")}
                  for name, metrics in BASELINES.items()},
               "text_similarity": {split: text_similarity_metrics(cat.item_ids, cat.texts, cat.sequences, split)

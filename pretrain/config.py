@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CPU_RECIPE = Path(__file__).resolve().parent / "recipes" / "quality_cpu.yaml"
+# Fields that only choose ranking levers after training: they change no trained weight, so a run's fingerprint
+# leaves them out (a model trained before one existed, or with another value, is the same training; the choice is
+# made again where the summary lacks it).
+AFTER_TRAINING = ("eval_id_prior_grid",)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class TrainConfig:
     history_crop: float = 0.0
     eval_length_penalty: float = 1.0
     eval_repeat_bias_grid: list[float] = field(default_factory=lambda: [0, 0.5, 1, 2, 4, 8])
+    eval_id_prior_grid: list[float] = field(default_factory=list)
     select_with_repeats: bool = False
     valid_max_users: int = 0
     test_max_users: int = 0
@@ -118,6 +123,10 @@ HELP = {"micro_batch": "samples per rank per forward/backward pass",
         "eval_repeat_bias_grid": "after training, the best epoch's validation tries repeat-aware ranking (the "
                                  "user's history items at the model's score + a bias; recommender/repeats.py) with "
                                  "each of these biases and off; test takes the winner (empty: off)",
+        "eval_id_prior_grid": "after training, the best epoch's validation tries the ID prior correction (each ID's "
+                              "score lowered by beta x its score after an empty history; recommender/id_prior.py) "
+                              "with each of these betas and off, together with the repeat bias; test takes the "
+                              "winner (empty: off)",
         "select_with_repeats": ("choose the repeat bias at every validated epoch too, so that epoch selection and "
                                 "the plateau follow the ranking test will use (NDCG@10 at the epoch's best bias); "
                                 "off: they follow the beams alone and only the best epoch's bias is chosen"),

@@ -58,17 +58,24 @@ def selection_repeats(cfg: TrainConfig) -> dict:
 
 
 def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
-    """The summary's test of the selected model: first, with ``eval_repeat_bias_grid``, the repeat bias chosen on
-    validation (``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10); ``valid``: the
-    selected epoch's validation, reused when it chose the bias already (``select_with_repeats``)."""
-    out, bias = {}, None
-    if cfg.eval_repeat_bias_grid:
-        if valid is None or "repeat_bias_ndcg10" not in valid:
-            valid = evaluate_export(best, cfg, "valid", repeat_bias_grid=cfg.eval_repeat_bias_grid)
-        bias = valid["repeat_bias"]
-        out["repeat_bias"] = {"chosen": bias, "valid_ndcg10": valid["repeat_bias_ndcg10"], "valid": valid}
-        log.info("repeat bias chosen on validation: %s (NDCG@10 of each: %s)", bias, valid["repeat_bias_ndcg10"])
-    out["test_at_best"] = evaluate_export(best, cfg, "test", repeat_bias=bias)
+    """The summary's test of the selected model with the ranking levers chosen on validation first: the repeat bias
+    (``eval_repeat_bias_grid``; ``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10)
+    and the ID prior correction (``eval_id_prior_grid``; ``id_prior``, likewise), chosen together; ``valid``: the
+    selected epoch's validation, reused when it chose them already (``select_with_repeats``, repeat bias only)."""
+    out: dict = {}
+    grids = {"repeat_bias_grid": cfg.eval_repeat_bias_grid, "id_prior_grid": cfg.eval_id_prior_grid}
+    wanted = {name: grid for name, grid in grids.items() if grid}
+    chosen = {"repeat_bias": None, "id_prior": None}
+    if wanted:
+        if valid is None or any(f"{name[:-5]}_ndcg10" not in valid for name in wanted):
+            valid = evaluate_export(best, cfg, "valid", **wanted)
+        for name in wanted:
+            lever = name[:-5]  # repeat_bias, id_prior
+            chosen[lever] = valid.get(lever)
+            out[lever] = {"chosen": chosen[lever], "valid_ndcg10": valid[f"{lever}_ndcg10"], "valid": valid}
+            log.info("%s chosen on validation: %s (NDCG@10 of each: %s)", lever.replace("_", " "), chosen[lever],
+                     valid[f"{lever}_ndcg10"])
+    out["test_at_best"] = evaluate_export(best, cfg, "test", **chosen)
     return out
 
 

@@ -148,3 +148,17 @@ def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
     assert (tmp_path / "std" / "recommender" / "summary.json").exists()
     manifest = (tmp_path / "std" / "shards" / ".inputs.json").read_text()
     assert content_digest(tmp_path / "std" / "ids", skip=["work"]) in manifest
+
+
+def test_lever_grids_chosen_after_training_leave_the_training_fingerprint_alone():
+    """``eval_id_prior_grid`` changes no trained weight: a recommender trained before it existed (or with another
+    grid) keeps its fingerprint, and the standard recipe only makes the missing choice; a training field does not."""
+    from cluster.standard import missing_levers, training_settings
+
+    base = TrainConfig()
+    with_grid = replace(base, eval_id_prior_grid=[0.5, 1.0])
+    assert training_settings(with_grid) == training_settings(base)
+    assert training_settings(replace(base, lr=base.lr * 2)) != training_settings(base)
+    assert missing_levers(with_grid, {"repeat_bias": {"chosen": None}}) == ["id_prior"]
+    assert missing_levers(with_grid, {"repeat_bias": {}, "id_prior": {}}) == []
+    assert missing_levers(replace(base, eval_repeat_bias_grid=[]), {}) == []

@@ -108,7 +108,8 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
     run = subprocess.run([sys.executable, "-m", "pretrain.train", "--shards", str(shards), "--out", str(tmp_path),
                           "--tokenizer", str(sample_tokenizer_dir), "--micro-batch", "8", "--grad-accum", "2",
                           "--valid-catalog", str(collide_catalog), "--valid-ids", str(word_ids),
-                          "--eval-repeat-bias-grid", "0", "3", *(["--select-with-repeats"] if select else [])],
+                          "--eval-repeat-bias-grid", "0", "3",
+                          *(["--select-with-repeats"] if select else ["--eval-id-prior-grid", "0.5", "1"])],
                          capture_output=True, text=True, timeout=600, env=ONE_PROCESS_ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -122,8 +123,12 @@ def test_single_process_without_launcher(shards, sample_tokenizer_dir, collide_c
         assert all(h["valid"]["NDCG@10"] == pytest.approx(max(h["valid"]["repeat_bias_ndcg10"].values()))
                    for h in summary["history"])
         assert repeats["valid"] == valid
-    else:  # epochs are selected on the beams alone; the bias is chosen afterwards
-        assert "repeat_bias" not in valid and valid["NDCG@10"] == pytest.approx(repeats["valid_ndcg10"]["off"])
+    else:  # epochs are selected on the beams alone; the bias and the ID prior are chosen afterwards, together
+        assert "repeat_bias" not in valid and "id_prior" not in valid
+        prior = summary["id_prior"]
+        assert set(prior["valid_ndcg10"]) == {"off", "0.5", "1.0"} and prior["chosen"] in (None, 0.5, 1.0)
+        assert summary["test_at_best"].get("id_prior") == prior["chosen"] and prior["valid"] == repeats["valid"]
+        assert prior["valid"]["NDCG@10"] == pytest.approx(max(prior["valid_ndcg10"].values()))
     meta = json.loads((tmp_path / "best" / "idgenrec.json").read_text())
     assert meta["max_history"] == json.loads((shards / "manifest.json").read_text())["max_history"]
 
