@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from catalog.id_table import ITEM_TABLE
 from cluster.idjob import HELP as IDS_HELP
-from cluster.idjob import IDJobConfig, run_ids
+from cluster.idjob import IDJobConfig, run_ids_step
 from eval.evaluate import EvalConfig, evaluate
 from eval.metrics import METRICS
 from eval.runs import TrainingRun, read_eval
@@ -177,8 +177,7 @@ def run_alternate(cfg: AlternateConfig) -> dict:
         inputs = {"catalog": content_digest(cfg.catalog), "model": content_digest(gen),
                   "settings": id_cfg.result_hash()}
         if not step_done(f"round {r} IDs", ids_dir, inputs, (ids_dir / ITEM_TABLE).exists()):
-            run_ids(id_cfg)
-            write_stamp(ids_dir, inputs)
+            run_ids_step(id_cfg, inputs)
         if frozen is not None:
             rec = frozen
             record |= _scores(cfg, rec, ids_dir, rdir / "eval")

@@ -34,7 +34,7 @@ from infra.atomic import atomic_path, write_json
 from infra.config import config_to_dict
 from infra.device import peak_rss_mb, resolve_device
 from infra.errors import DataError
-from infra.fingerprint import changed_inputs, content_digest, read_stamp, write_stamp
+from infra.fingerprint import changed_inputs, content_digest, read_stamp, set_aside, write_stamp
 from seq2seq.model import model_meta
 from infra.progress import progress
 
@@ -290,6 +290,18 @@ def run_ids(cfg: IDJobConfig) -> dict:
                              "model": content_digest(cfg.model)})
     with id_workers(cfg) as workers:
         return _generate(cfg, cat, tok, out, work, t_start, workers)
+
+
+def run_ids_step(cfg: IDJobConfig, inputs: dict[str, str]) -> dict:
+    """A pipeline's ID step, once ``step_done`` said it must run: a table its folder holds from other settings is set
+    aside first (the job itself refuses to mix settings in one folder, as it should for a user's own ``--out``), then
+    the job runs (resuming its own work of the same inputs) and the folder is stamped with ``inputs``."""
+    stamp = read_stamp(cfg.out)
+    if stamp is not None and stamp.get("settings") != inputs["settings"]:
+        set_aside(cfg.out)
+    result = run_ids(cfg)
+    write_stamp(cfg.out, inputs)
+    return result
 
 
 def resume_or_restart(work: Path, inputs: dict[str, str]) -> None:

@@ -162,3 +162,22 @@ def test_lever_grids_chosen_after_training_leave_the_training_fingerprint_alone(
     assert missing_levers(with_grid, {"repeat_bias": {"chosen": None}}) == ["id_prior"]
     assert missing_levers(with_grid, {"repeat_bias": {}, "id_prior": {}}) == []
     assert missing_levers(replace(base, eval_repeat_bias_grid=[]), {}) == []
+
+
+def test_a_pipelines_id_step_sets_aside_a_table_of_other_settings(tiny_generator, collide_catalog, tmp_path):
+    """The ID job alone refuses a folder holding work of other settings (a user's own --out); a pipeline step that
+    found its inputs changed keeps the old table aside (``ids.stale-1``) and makes it again."""
+    from cluster.idjob import run_ids_step
+
+    first = _ids(collide_catalog, tiny_generator, tmp_path / "ids")
+    inputs = {"catalog": content_digest(collide_catalog), "model": content_digest(tiny_generator),
+              "settings": first.result_hash()}
+    run_ids_step(first, inputs)
+    other = replace(first, lambda_step=2.0)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_ids(other)
+    run_ids_step(other, inputs | {"settings": other.result_hash()})
+    assert (tmp_path / "ids.stale-1" / ITEM_TABLE).exists()  # kept, not lost
+    run_ids(replace(other, out=tmp_path / "fresh"))
+    assert read_id_table(tmp_path / "ids" / ITEM_TABLE) == read_id_table(tmp_path / "fresh" / ITEM_TABLE)
+    assert not step_done("ids", tmp_path / "ids", inputs, complete=True)  # stamped with the new settings
