@@ -23,9 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-from catalog.id_table import ITEM_TABLE
 from cluster.idjob import HELP as IDS_HELP
-from cluster.idjob import IDJobConfig, run_ids_step
+from cluster.idjob import IDJobConfig, ids_done, run_ids_step
 from eval.evaluate import EvalConfig, evaluate
 from eval.metrics import METRICS
 from eval.runs import TrainingRun, read_eval
@@ -176,7 +175,7 @@ def run_alternate(cfg: AlternateConfig) -> dict:
                          device=cfg.device)
         inputs = {"catalog": content_digest(cfg.catalog), "model": content_digest(gen),
                   "settings": id_cfg.result_hash()}
-        if not step_done(f"round {r} IDs", ids_dir, inputs, (ids_dir / ITEM_TABLE).exists()):
+        if not ids_done(f"round {r} IDs", id_cfg, inputs):
             run_ids_step(id_cfg, inputs)
         if frozen is not None:
             rec = frozen

@@ -34,11 +34,13 @@ from infra.atomic import atomic_path, write_json
 from infra.config import config_to_dict
 from infra.device import peak_rss_mb, resolve_device
 from infra.errors import DataError
-from infra.fingerprint import changed_inputs, content_digest, read_stamp, set_aside, write_stamp
+from infra.fingerprint import changed_inputs, content_digest, read_stamp, set_aside, step_done, write_stamp
 from seq2seq.model import model_meta
 from infra.progress import progress
 
 log = logging.getLogger("idgenrec.ids")
+NOT_SETTINGS = ("catalog", "model", "out", "actors", "address", "device", "gpus_per_actor")
+LEGACY_NOT_SETTINGS = ("actors", "address", "out", "device", "gpus_per_actor")  # the key held paths until 2026-12-07
 LEGACY_SOURCE_TOKENS = 64  # what a generator without the record (e.g. a downloaded one) is read with
 
 
@@ -66,12 +68,12 @@ class IDJobConfig(Algorithm1Config):
     def algorithm1(self) -> Algorithm1Config:
         return Algorithm1Config(**{f.name: getattr(self, f.name) for f in fields(Algorithm1Config)})
 
-    def result_hash(self) -> str:
+    def result_hash(self, leaving_out: tuple[str, ...] = NOT_SETTINGS) -> str:
         """The settings the table depends on: resuming with another value would mix tables. Not where things are
         (paths: the catalog and the generator are keyed by their content beside this, so a moved run resumes) nor
-        how the work is spread (actors, address, device)."""
-        keys = {k: str(v) for k, v in asdict(self).items()
-                if k not in ("catalog", "model", "out", "actors", "address", "device", "gpus_per_actor")}
+        how the work is spread (actors, address, device). ``leaving_out``: the fields left out (``LEGACY_NOT_SETTINGS``
+        gives the key of tables stamped before the paths left it)."""
+        keys = {k: str(v) for k, v in asdict(self).items() if k not in leaving_out}
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -290,6 +292,19 @@ def run_ids(cfg: IDJobConfig) -> dict:
                              "model": content_digest(cfg.model)})
     with id_workers(cfg) as workers:
         return _generate(cfg, cat, tok, out, work, t_start, workers)
+
+
+def ids_done(name: str, cfg: IDJobConfig, inputs: dict[str, str]) -> bool:
+    """``step_done`` for a pipeline's ID step (``inputs``: its content fingerprints and ``cfg.result_hash()``). A
+    table stamped with the settings key of before it left out paths, for these very settings and paths, is restamped
+    rather than made again (a table made again has other seconds in its summary.json, and everything keyed on its
+    folder would be redone)."""
+    out = Path(cfg.out)
+    stamp = read_stamp(out)
+    if stamp is not None and stamp == inputs | {"settings": cfg.result_hash(LEGACY_NOT_SETTINGS)}:
+        write_stamp(out, inputs)
+        log.info("%s: stamped with the settings key of before paths left it; the same settings: restamped", out)
+    return step_done(name, out, inputs, (out / ITEM_TABLE).exists())
 
 
 def run_ids_step(cfg: IDJobConfig, inputs: dict[str, str]) -> dict:

@@ -26,7 +26,7 @@ from catalog.store import is_catalog, read_catalog, write_catalog
 from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.idjob import HELP as IDS_HELP
-from cluster.idjob import IDJobConfig, run_ids_step
+from cluster.idjob import IDJobConfig, ids_done, run_ids_step
 from eval.baselines import markov_metrics, popularity_metrics, recent_metrics, text_similarity_metrics
 from eval.runs import TrainingRun, read_sasrec, write_sasrec
 from eval.sasrec import HELP as SASREC_HELP
@@ -216,7 +216,7 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     id_cfg = replace(cfg.ids, catalog=out / "catalog", out=out / "ids", model=out / "generator",
                      user_ids=cfg.user_ids, max_history=cfg.max_history, device=device)
     inputs = {"catalog": catalog, "model": content_digest(out / "generator"), "settings": id_cfg.result_hash()}
-    if _step("item IDs", out / "ids", inputs, (out / "ids" / "item_ids.parquet").exists()):
+    if not ids_done("item IDs", id_cfg, inputs):
         timed("item IDs", lambda: run_ids_step(id_cfg, inputs))  # resumes its own work of the same inputs
     sh_cfg = replace(cfg.shards, catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards",
                      user_ids=cfg.user_ids, max_history=cfg.max_history, seed=cfg.seed)

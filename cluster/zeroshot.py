@@ -15,7 +15,7 @@ from pathlib import Path
 
 from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
-from cluster.idjob import IDJobConfig, run_ids_step
+from cluster.idjob import IDJobConfig, ids_done, run_ids_step
 from cluster.ray_session import gpu_share, start_ray, stop_ray
 from catalog.id_table import item_id_texts
 from catalog.store import read_catalog
@@ -89,7 +89,7 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
                          gpus_per_actor=gpus_per_actor)
     inputs = {"catalog": content_digest(d / "catalog"), "model": content_digest(cfg.generator),
               "settings": id_cfg.result_hash()}
-    if not step_done(f"{name}: item IDs", d / "ids", inputs, (d / "ids" / "item_ids.parquet").exists()):
+    if not ids_done(f"{name}: item IDs", id_cfg, inputs):
         run_ids_step(id_cfg, inputs)
     inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
                "settings": settings_digest([cfg.split, cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,

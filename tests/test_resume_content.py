@@ -181,3 +181,22 @@ def test_a_pipelines_id_step_sets_aside_a_table_of_other_settings(tiny_generator
     run_ids(replace(other, out=tmp_path / "fresh"))
     assert read_id_table(tmp_path / "ids" / ITEM_TABLE) == read_id_table(tmp_path / "fresh" / ITEM_TABLE)
     assert not step_done("ids", tmp_path / "ids", inputs, complete=True)  # stamped with the new settings
+
+
+def test_a_table_stamped_with_the_old_settings_key_is_restamped_not_made_again(tmp_path):
+    """Tables stamped before the settings key left out paths: the same settings and paths restamp (a table made
+    again has other seconds in its summary.json, so every step keyed on its folder would be redone); other settings
+    do not."""
+    from cluster.idjob import LEGACY_NOT_SETTINGS, ids_done
+
+    cfg = IDJobConfig(catalog=tmp_path / "catalog", out=tmp_path / "ids", model=tmp_path / "generator", actors=0)
+    (tmp_path / "ids").mkdir()
+    (tmp_path / "ids" / ITEM_TABLE).write_bytes(b"a table")
+    inputs = {"catalog": "c1", "model": "m1", "settings": cfg.result_hash()}
+    write_stamp(tmp_path / "ids", inputs | {"settings": cfg.result_hash(LEGACY_NOT_SETTINGS)})
+    assert ids_done("ids", cfg, inputs) and ids_done("ids", cfg, inputs)  # restamped once, then simply done
+    other = replace(cfg, groups=5)
+    write_stamp(tmp_path / "ids", inputs | {"settings": other.result_hash(LEGACY_NOT_SETTINGS)})
+    assert not ids_done("ids", cfg, inputs)
+    write_stamp(tmp_path / "ids", inputs | {"model": "m2", "settings": cfg.result_hash(LEGACY_NOT_SETTINGS)})
+    assert not ids_done("ids", cfg, inputs)  # another generator: made again
