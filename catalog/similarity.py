@@ -57,26 +57,31 @@ class TextSimilarity:
         for start in range(0, len(histories), batch):
             yield self.scores(histories[start:start + batch])
 
+    def ranking(self, histories: Sequence[Sequence[int]], k: int, batch: int = 256,
+                among: Sequence[int] | None = None) -> list[list[int]]:
+        """Per history (item rows, oldest first), the top-``k`` item rows by cosine similarity to the mean TF-IDF
+        vector of its last ``recent`` items, history items excluded (they would top their own list); with
+        ``among``, only those rows are ranked (the new items of a catalog, say), the vocabulary still the whole
+        catalog's."""
+        outside = None
+        if among is not None:
+            outside = torch.ones(self.items, dtype=torch.bool)
+            outside[list(among)] = False
+        width = self.items if among is None else len(set(among))
+        out: list[list[int]] = []
+        for start, scores in zip(range(0, len(histories), batch), self.batches(histories, batch)):
+            for r, h in enumerate(histories[start:start + batch]):
+                scores[r, list(h)] = float("-inf")
+            if outside is not None:
+                scores[:, outside] = float("-inf")
+            tops = scores.topk(min(k, width), dim=1, sorted=True)
+            out.extend([[i for i, v in zip(rows, vals) if outside is None or v != float("-inf")]
+                        for rows, vals in zip(tops.indices.tolist(), tops.values.tolist())])
+        return out
+
 
 def text_similarity_ranking(item_texts: Sequence[str], histories: Sequence[Sequence[int]], k: int,
                             recent: int = RECENT, batch: int = 256, among: Sequence[int] | None = None
                             ) -> list[list[int]]:
-    """Per history (item rows, oldest first), the top-``k`` item rows by cosine similarity to the mean TF-IDF
-    vector of its last ``recent`` items, history items excluded (they would top their own list); with ``among``,
-    only those rows are ranked (the new items of a catalog, say), the vocabulary still the whole catalog's."""
-    sim = TextSimilarity(item_texts, recent)
-    outside = None
-    if among is not None:
-        outside = torch.ones(len(item_texts), dtype=torch.bool)
-        outside[list(among)] = False
-    width = len(item_texts) if among is None else len(set(among))
-    out: list[list[int]] = []
-    for start, scores in zip(range(0, len(histories), batch), sim.batches(histories, batch)):
-        for r, h in enumerate(histories[start:start + batch]):
-            scores[r, list(h)] = float("-inf")
-        if outside is not None:
-            scores[:, outside] = float("-inf")
-        tops = scores.topk(min(k, width), dim=1, sorted=True)
-        out.extend([[i for i, v in zip(rows, vals) if outside is None or v != float("-inf")]
-                    for rows, vals in zip(tops.indices.tolist(), tops.values.tolist())])
-    return out
+    """:meth:`TextSimilarity.ranking` over a TF-IDF matrix built for this one call."""
+    return TextSimilarity(item_texts, recent).ranking(histories, k, batch, among)

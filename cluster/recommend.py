@@ -275,6 +275,7 @@ class NewItemMode:
     rank of the model's list and of the new items' own list is worth."""
 
     catalog: Catalog
+    similarity: TextSimilarity  # the catalog's TF-IDF, built once: ``merged`` runs for every batch
     items: set[str]
     p_new: float
     known_rates: list[float]
@@ -282,7 +283,7 @@ class NewItemMode:
 
     def merged(self, histories: list[list[str]], ranked: list, k: int) -> list:
         """Each ranking with the new items, ranked among themselves by text similarity to its history, mixed in."""
-        among = text_among(self.catalog, histories, self.items, NEW_MODE_DEPTH)
+        among = text_among(self.catalog, histories, self.items, NEW_MODE_DEPTH, self.similarity)
         return [merge_new_item_mode([i for i, _ in b], n, self.p_new, self.known_rates, self.new_rates, k)
                 for b, n in zip(ranked, among)]
 
@@ -290,7 +291,9 @@ class NewItemMode:
 def new_item_mode(cfg: RecommendConfig, catalog: Catalog, every: list[str], keep: set[str] | None) -> NewItemMode:
     """The mode for ``cfg.new_items`` (within the candidates, if any): ours' worth per rank from the model's
     validation metrics, the new list's measured on the catalog's validation with known items drawn as new."""
-    new = read_candidates(cfg.new_items, set(every)) & (keep if keep is not None else set(every))
+    new = read_candidates(cfg.new_items, set(every))
+    if keep is not None:
+        new &= keep
     missing = sorted(new - set(catalog.item_ids))
     if missing:
         raise DataError(cfg.catalog, None, f"{len(missing)} new items have no text here (first: {missing[0]!r}): "
@@ -301,12 +304,13 @@ def new_item_mode(cfg: RecommendConfig, catalog: Catalog, every: list[str], keep
         raise DataError(metrics, None, "no explore_rates: give the metrics of a validation run of this model "
                                        "(idgenrec eval --split valid records them)")
     p_new = new_item_share(len(new), len(every))
+    similarity = TextSimilarity(catalog.texts)
     worth = new_mode_worth(catalog, p_new, seed=0, max_history=prompt_history(cfg.model, cfg.max_history),
-                           items=[i for i in catalog.item_ids if i not in new])
+                           items=[i for i in catalog.item_ids if i not in new], similarity=similarity)
     log.info("new-item mode: %d new items, P(new) %.3f; its list's hit rate at rank 1 %.4f (%d validation users "
              "whose target is one of %d known items drawn as new); ours' %.4f", len(new), p_new, worth["rates"][0],
              worth["users"], worth["pseudo_new_items"], rates[0])
-    return NewItemMode(catalog, new, p_new, list(rates), worth["rates"])
+    return NewItemMode(catalog, similarity, new, p_new, list(rates), worth["rates"])
 
 
 def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> dict:
