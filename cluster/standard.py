@@ -41,6 +41,7 @@ from pretrain.launch import launch_train
 from pretrain.shards import HELP as SHARDS_HELP
 from pretrain.shards import ShardsConfig, write_shards
 from pretrain.config import AFTER_TRAINING
+from pretrain.selection import lever_grids
 from pretrain.train import TrainConfig, final_test, train
 
 log = logging.getLogger("idgenrec.standard")
@@ -132,8 +133,7 @@ def training_settings(tcfg: TrainConfig) -> dict:
 def missing_levers(tcfg: TrainConfig, summary: dict) -> list[str]:
     """The ranking levers whose grid the config has but the trained run's summary has no choice for (a run trained
     before the grid was set)."""
-    grids = (("repeat_bias", tcfg.eval_repeat_bias_grid), ("id_prior", tcfg.eval_id_prior_grid))
-    return [lever for lever, grid in grids if grid and lever not in summary]
+    return [lever for lever, grid in lever_grids(tcfg).items() if grid and lever not in summary]
 
 
 def plain_settings(cfg) -> dict:
@@ -235,9 +235,9 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
             set_aside(run.path)
         _finished(run.path, inputs)  # before training too, so that an interrupted run of these inputs resumes
         timed("recommender", lambda: _train(tcfg, cfg.procs))  # its last step chooses the repeat bias
-    elif missing_levers(tcfg, run.summary()):
+    elif missing := missing_levers(tcfg, run.summary()):
         log.info("[ranking levers] %s not chosen for this recommender yet: choosing on validation, then test",
-                 ", ".join(missing_levers(tcfg, run.summary())))
+                 ", ".join(missing))
         timed("ranking levers", lambda: run.write_summary(run.summary() | final_test(tcfg, run.best)))
     summary = run.summary()
     result = {"dataset": domain, "users": len(cat.users), "items": len(cat.item_ids),

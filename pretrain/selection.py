@@ -57,20 +57,23 @@ def selection_repeats(cfg: TrainConfig) -> dict:
     return {}
 
 
+def lever_grids(cfg: TrainConfig) -> dict[str, list[float]]:
+    """Each ranking lever chosen on validation after training, and the values tried (empty: not chosen)."""
+    return {"repeat_bias": cfg.eval_repeat_bias_grid, "id_prior": cfg.eval_id_prior_grid}
+
+
 def final_test(cfg: TrainConfig, best: Path, valid: dict | None = None) -> dict:
     """The summary's test of the selected model with the ranking levers chosen on validation first: the repeat bias
     (``eval_repeat_bias_grid``; ``repeat_bias``: the choice, None for off, and each candidate's validation NDCG@10)
     and the ID prior correction (``eval_id_prior_grid``; ``id_prior``, likewise), chosen together; ``valid``: the
     selected epoch's validation, reused when it chose them already (``select_with_repeats``, repeat bias only)."""
     out: dict = {}
-    grids = {"repeat_bias_grid": cfg.eval_repeat_bias_grid, "id_prior_grid": cfg.eval_id_prior_grid}
-    wanted = {name: grid for name, grid in grids.items() if grid}
-    chosen = {"repeat_bias": None, "id_prior": None}
+    wanted = {lever: grid for lever, grid in lever_grids(cfg).items() if grid}
+    chosen = dict.fromkeys(lever_grids(cfg))  # off unless validation chooses
     if wanted:
-        if valid is None or any(f"{name[:-5]}_ndcg10" not in valid for name in wanted):
-            valid = evaluate_export(best, cfg, "valid", **wanted)
-        for name in wanted:
-            lever = name[:-5]  # repeat_bias, id_prior
+        if valid is None or any(f"{lever}_ndcg10" not in valid for lever in wanted):
+            valid = evaluate_export(best, cfg, "valid", **{f"{lever}_grid": grid for lever, grid in wanted.items()})
+        for lever in wanted:
             chosen[lever] = valid.get(lever)
             out[lever] = {"chosen": chosen[lever], "valid_ndcg10": valid[f"{lever}_ndcg10"], "valid": valid}
             log.info("%s chosen on validation: %s (NDCG@10 of each: %s)", lever.replace("_", " "), chosen[lever],
