@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from catalog.tokenizer import tokenizer_fingerprint
 from infra.atomic import atomic_path
 from infra.errors import DataError
+from infra.fingerprint import content_digest
 
 log = logging.getLogger(__name__)
 ITEM_TABLE, USER_TABLE = "item_ids.parquet", "user_ids.parquet"
@@ -100,6 +101,21 @@ def ids_hash(ids_dir: Path | str) -> str:
     for key, text in zip(t["item_id"], t["id"]):
         h.update(f"{key}\t{text}\n".encode())
     return h.hexdigest()[:16]
+
+
+NOT_CONTENT = ("work", "summary.json")
+"""What an ID folder holds beside its tables: the job's resume state and its record (seconds, memory, paths). A table
+made again from the same inputs is the same content, so steps keyed on it (shards, the recommender) are not redone."""
+
+
+def id_folder_digest(ids_dir: Path | str) -> str:
+    """The content fingerprint of an ID folder: its tables, not :data:`NOT_CONTENT`."""
+    return content_digest(ids_dir, skip=NOT_CONTENT)
+
+
+def legacy_id_folder_digest(ids_dir: Path | str) -> str:
+    """The fingerprint stamps held before :data:`NOT_CONTENT` left out ``summary.json`` (``step_done``'s legacy)."""
+    return content_digest(ids_dir, skip=["work"])
 
 
 def item_id_texts(ids_dir: Path | str, item_ids: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
+from catalog.id_table import id_folder_digest, legacy_id_folder_digest
 from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, ids_done, run_ids_step
 from eval.evaluate import EvalConfig, evaluate
@@ -90,10 +91,10 @@ def _train_config(cfg: AlternateConfig) -> TrainConfig:
 def _train_recommender(cfg: AlternateConfig, shards: Path, ids: Path, init: Path | None, out: Path) -> dict:
     """The recommender phase (skipped when its summary exists); its summary (best epoch on valid, test there)."""
     run = TrainingRun(out)
-    inputs = {"shards": content_digest(shards), "ids": content_digest(ids, skip=["work"]),
+    inputs = {"shards": content_digest(shards), "ids": id_folder_digest(ids),
               "catalog": content_digest(cfg.catalog), "init": content_digest(init),
               "settings": settings_digest([cfg.train_config and content_digest(cfg.train_config), cfg.procs])}
-    if not step_done("recommender", out, inputs, run.done()):
+    if not step_done("recommender", out, inputs, run.done(), {"ids": legacy_id_folder_digest(ids)}):
         if read_stamp(out) != inputs:
             set_aside(out)  # checkpoints of other inputs are never resumed
         write_stamp(out, inputs)
@@ -126,9 +127,10 @@ def _scores(cfg: AlternateConfig, model: Path, ids: Path, out: Path) -> dict:
     """Validation and test metrics of a recommender with a set of IDs (cached in ``out``); the repeat bias is
     chosen on validation (the train config's ``eval_repeat_bias_grid``) and used on test, as the trainer does."""
     result, repeats = {}, {"repeat_bias_grid": _train_config(cfg).eval_repeat_bias_grid}
-    inputs = {"model": content_digest(model), "ids": content_digest(ids, skip=["work"]),
+    inputs = {"model": content_digest(model), "ids": id_folder_digest(ids),
               "catalog": content_digest(cfg.catalog), "settings": settings_digest([cfg.user_ids, repeats])}
-    fresh = not step_done("scores", out, inputs, all(read_eval(out, s) is not None for s in ("valid", "test")))
+    fresh = not step_done("scores", out, inputs, all(read_eval(out, s) is not None for s in ("valid", "test")),
+                          {"ids": legacy_id_folder_digest(ids)})
     for split in ("valid", "test"):
         m = (None if fresh else read_eval(out, split)) or evaluate(EvalConfig(
             model=model, catalog=cfg.catalog, ids=ids, out=out, split=split, user_ids=cfg.user_ids,
@@ -156,16 +158,18 @@ def run_alternate(cfg: AlternateConfig) -> dict:
         rdir = out / f"round{r}"
         record: dict = {"round": r}
         if r > 0 and cfg.mode != "recommender_only":
+            last_ids = out / f"round{r - 1}" / "ids"
             inputs = {"generator": content_digest(gen), "recommender": content_digest(frozen or rec),
-                      "ids": content_digest(out / f"round{r - 1}" / "ids", skip=["work"]),
+                      "ids": id_folder_digest(last_ids),
                       "catalog": content_digest(cfg.catalog),
                       "settings": settings_digest([cfg.generator_steps, cfg.generator_lr, cfg.generator_batch_size,
                                                    cfg.seed + r])}
             if not step_done(f"round {r} generator", rdir / "generator", inputs,
-                             (rdir / "generator" / "config.json").exists()):
+                             (rdir / "generator" / "config.json").exists(),
+                             {"ids": legacy_id_folder_digest(last_ids)}):
                 set_aside(rdir / "generator")
                 record["generator_phase"] = train_generator(
-                    gen, frozen or rec, cfg.catalog, out / f"round{r - 1}" / "ids", rdir / "generator",
+                    gen, frozen or rec, cfg.catalog, last_ids, rdir / "generator",
                     cfg.generator_steps, cfg.generator_lr, cfg.generator_batch_size, seed=cfg.seed + r,
                     device=cfg.device)
                 write_stamp(rdir / "generator", inputs)
@@ -182,9 +186,10 @@ def run_alternate(cfg: AlternateConfig) -> dict:
             record |= _scores(cfg, rec, ids_dir, rdir / "eval")
         else:
             shards = rdir / "shards"
-            inputs = {"catalog": content_digest(cfg.catalog), "ids": content_digest(ids_dir, skip=["work"]),
+            inputs = {"catalog": content_digest(cfg.catalog), "ids": id_folder_digest(ids_dir),
                       "settings": settings_digest([config_to_dict(cfg.shards), cfg.user_ids, cfg.seed + r])}
-            if not step_done(f"round {r} shards", shards, inputs, (shards / "manifest.json").exists()):
+            if not step_done(f"round {r} shards", shards, inputs, (shards / "manifest.json").exists(),
+                             {"ids": legacy_id_folder_digest(ids_dir)}):
                 write_shards(replace(cfg.shards, catalog=[cfg.catalog], ids=[ids_dir], out=shards,
                                      user_ids=cfg.user_ids, seed=cfg.seed + r))
                 write_stamp(shards, inputs)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 from pathlib import Path
 
+from catalog.id_table import id_folder_digest, legacy_id_folder_digest
 from catalog.prepare import PrepareConfig, prepare
 from catalog.sample import write_slice
 from catalog.split import MAX_HISTORY
@@ -114,10 +115,12 @@ def recommender_config(cfg: StandardConfig, out: Path, base: TrainConfig | None 
                    tokenizer=None if init else out / "generator", valid_catalog=out / "catalog", valid_ids=out / "ids")
 
 
-def _step(name: str, folder: Path, inputs: dict[str, str], complete: bool) -> bool:
+def _step(name: str, folder: Path, inputs: dict[str, str], complete: bool,
+          legacy: dict[str, str] | None = None) -> bool:
     """Whether step ``name`` must run: its outputs in ``folder`` are missing or were made from other inputs
-    (content fingerprints, ``infra.fingerprint``). Call :func:`_finished` after it has run."""
-    return not step_done(name, folder, inputs, complete)
+    (content fingerprints, ``infra.fingerprint``; ``legacy``: older fingerprints of the same inputs). Call
+    :func:`_finished` after it has run."""
+    return not step_done(name, folder, inputs, complete, legacy)
 
 
 def _finished(folder: Path, inputs: dict[str, str]) -> None:
@@ -220,9 +223,9 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
         timed("item IDs", lambda: run_ids_step(id_cfg, inputs))  # resumes its own work of the same inputs
     sh_cfg = replace(cfg.shards, catalog=[out / "catalog"], ids=[out / "ids"], out=out / "shards",
                      user_ids=cfg.user_ids, max_history=cfg.max_history, seed=cfg.seed)
-    ids = content_digest(out / "ids", skip=["work"])
+    ids, legacy = id_folder_digest(out / "ids"), {"ids": legacy_id_folder_digest(out / "ids")}
     inputs = {"catalog": catalog, "ids": ids, "settings": settings_digest(plain_settings(sh_cfg))}
-    if _step("shards", out / "shards", inputs, (out / "shards" / "manifest.json").exists()):
+    if _step("shards", out / "shards", inputs, (out / "shards" / "manifest.json").exists(), legacy):
         timed("shards", lambda: write_shards(sh_cfg))
         _finished(out / "shards", inputs)
     tcfg = recommender_config(cfg, out, train_cfg)
@@ -230,7 +233,7 @@ def run_standard(cfg: StandardConfig, train_cfg: TrainConfig | None = None, warm
     inputs = {"shards": content_digest(out / "shards"), "catalog": catalog, "ids": ids,
               "init": content_digest(tcfg.init or tcfg.tokenizer),
               "settings": settings_digest(training_settings(tcfg))}
-    if _step("recommender", run.path, inputs, run.done()):
+    if _step("recommender", run.path, inputs, run.done(), legacy):
         if read_stamp(run.path) != inputs:  # checkpoints of other inputs must not be resumed: kept, not deleted
             set_aside(run.path)
         _finished(run.path, inputs)  # before training too, so that an interrupted run of these inputs resumes

@@ -17,7 +17,7 @@ from catalog.heldout import check_unseen, domains_seen
 from catalog.prepare import PrepareConfig, prepare
 from cluster.idjob import IDJobConfig, ids_done, run_ids_step
 from cluster.ray_session import gpu_share, start_ray, stop_ray
-from catalog.id_table import item_id_texts
+from catalog.id_table import id_folder_digest, item_id_texts, legacy_id_folder_digest
 from catalog.store import read_catalog
 from eval.baselines import zero_shot_baselines
 from eval.evaluate import EvalConfig, evaluate
@@ -91,7 +91,7 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
               "settings": id_cfg.result_hash()}
     if not ids_done(f"{name}: item IDs", id_cfg, inputs):
         run_ids_step(id_cfg, inputs)
-    inputs |= {"ids": content_digest(d / "ids", skip=["work"]), "recommender": content_digest(cfg.recommender),
+    inputs |= {"ids": id_folder_digest(d / "ids"), "recommender": content_digest(cfg.recommender),
                "settings": settings_digest([cfg.split, cfg.beams, cfg.batch_size, cfg.max_users, cfg.repeat_bias,
                                             cfg.text_prior, cfg.repeat_bias_grid, cfg.text_prior_grid,
                                             cfg.id_prior, cfg.id_prior_grid]
@@ -99,7 +99,7 @@ def zeroshot_one(cfg: ZeroShotConfig, data: Path, gpus_per_actor: float | None =
     done = read_eval(d, cfg.split)
     # a valid result without explore_rates predates the repeat mode, which reads them: redone
     complete = done is not None and bool(done.get("zero_shot")) and (cfg.split == "test" or "explore_rates" in done)
-    if step_done(f"{name}: evaluation", d, inputs, complete):
+    if step_done(f"{name}: evaluation", d, inputs, complete, {"ids": legacy_id_folder_digest(d / "ids")}):
         return done
     metrics = evaluate(EvalConfig(model=cfg.recommender, catalog=d / "catalog", ids=d / "ids", out=d,
                                   split=cfg.split, beams=cfg.beams, batch_size=cfg.batch_size,

@@ -83,9 +83,24 @@ def changed_inputs(folder: Path | str, inputs: Mapping[str, str]) -> list[str]:
     return sorted(k for k in set(inputs) | set(stamp) if stamp.get(k) != inputs.get(k))
 
 
-def step_done(name: str, folder: Path | str, inputs: Mapping[str, str], complete: bool) -> bool:
+def restamp_legacy(folder: Path | str, inputs: Mapping[str, str], legacy: Mapping[str, str]) -> None:
+    """Rewrite a stamp whose fingerprints were taken by an older rule: where the stamp holds ``legacy[name]`` (the same
+    input fingerprinted the old way), it gets ``inputs[name]``. The content it names is the same, so outputs made from
+    it, finished or half-done, are kept rather than redone."""
+    stamp = read_stamp(folder)
+    old = [k for k in legacy if stamp and k in inputs and stamp.get(k) == legacy[k] != inputs[k]]
+    if old:
+        write_stamp(folder, stamp | {k: inputs[k] for k in old})
+        log.info("%s: stamp of %s taken by an older rule, the same content: restamped", folder, ", ".join(old))
+
+
+def step_done(name: str, folder: Path | str, inputs: Mapping[str, str], complete: bool,
+              legacy: Mapping[str, str] | None = None) -> bool:
     """Whether a step may be skipped: its outputs are ``complete`` and were made from these very inputs. Logs the
-    decision, naming the inputs that changed when finished outputs are redone."""
+    decision, naming the inputs that changed when finished outputs are redone. ``legacy``: fingerprints of the
+    same inputs by an older rule, which a stamp may still hold (:func:`restamp_legacy`)."""
+    if legacy:
+        restamp_legacy(folder, inputs, legacy)
     changed = changed_inputs(folder, inputs)
     if complete and not changed:
         log.info("[%s] done already with the same inputs: skipped", name)

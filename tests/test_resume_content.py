@@ -2,13 +2,14 @@
 retrained in place makes every step that used it redo its work (or refuse), and nothing stale comes back."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from catalog.id_table import ITEM_TABLE, read_id_table
+from catalog.id_table import ITEM_TABLE, id_folder_digest, legacy_id_folder_digest, read_id_table
 from catalog.sample import SAMPLE_DIR
 from catalog.tokenizer import TokenizerConfig
 from cluster.add_items import AddItemsConfig, run_add_items
@@ -16,7 +17,7 @@ from cluster.idjob import IDJobConfig, run_ids
 from cluster.recommend import RecommendConfig, plan_hash
 from cluster.standard import StandardConfig, run_standard
 from idgen.warmstart import WarmStartConfig, warmstart
-from infra.fingerprint import changed_inputs, content_digest, step_done, write_stamp
+from infra.fingerprint import changed_inputs, content_digest, read_stamp, step_done, write_stamp
 from pretrain.shards import ShardsConfig, write_shards
 from pretrain.train import TrainConfig, train
 from tests.conftest import write_shared
@@ -140,6 +141,7 @@ def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
     assert first["text_similarity"]["test"]["users"] == first["markov"]["test"]["users"] > 0  # a baseline row too
     ids_before = read_id_table(tmp_path / "std" / "ids" / ITEM_TABLE)
     catalog_stamp = (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes()
+    _same_table_remade_or_stamped_the_old_way_is_not_retrained(std, rec, tmp_path / "std")
     run_standard(replace(std, warmstart=replace(std.warmstart, steps=400)))  # trained longer, in the same folder
     assert (tmp_path / "std" / "catalog" / ".inputs.json").read_bytes() == catalog_stamp  # steps before: skipped
     assert (tmp_path / "std" / "generator.stale-1" / "warmstart.json").exists()  # the old generator kept aside
@@ -147,7 +149,23 @@ def test_standard_recipe_redoes_every_step_after_a_changed_generator(tmp_path):
     assert (tmp_path / "std" / "recommender.stale-1" / "summary.json").exists()
     assert (tmp_path / "std" / "recommender" / "summary.json").exists()
     manifest = (tmp_path / "std" / "shards" / ".inputs.json").read_text()
-    assert content_digest(tmp_path / "std" / "ids", skip=["work"]) in manifest
+    assert id_folder_digest(tmp_path / "std" / "ids") in manifest
+
+
+def _same_table_remade_or_stamped_the_old_way_is_not_retrained(std, rec, out: Path) -> None:
+    """The ID table made again from the same inputs has other seconds in its summary.json: not other content. A
+    stamp that holds the ID folder's fingerprint of before summary.json left it is restamped, not redone."""
+    summary = json.loads((out / "ids" / "summary.json").read_text())
+    (out / "ids" / "summary.json").write_text(json.dumps(summary | {"wall_seconds": summary["wall_seconds"] + 9}))
+    for step in ("shards", "recommender"):  # as written before the rule changed
+        stamp = read_stamp(out / step)
+        write_stamp(out / step, stamp | {"ids": legacy_id_folder_digest(out / "ids")})
+    trained = (out / "recommender" / "summary.json").stat().st_mtime_ns
+    run_standard(std, rec)
+    assert (out / "recommender" / "summary.json").stat().st_mtime_ns == trained  # neither retrained nor re-tested
+    assert not (out / "recommender.stale-1").exists() and not (out / "shards.stale-1").exists()
+    for step in ("shards", "recommender"):
+        assert read_stamp(out / step)["ids"] == id_folder_digest(out / "ids")
 
 
 def test_lever_grids_chosen_after_training_leave_the_training_fingerprint_alone():
