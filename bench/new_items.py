@@ -13,9 +13,8 @@ held-out items with ``idgenrec add-items``, and rank for the users whose test ta
    text prior (``recommender.text_prior``) and the ID prior correction (``recommender.id_prior``) chosen on the
    training data's validation, as its own row ("ours + levers"); and that ranking with the new-item mode
    (``recommender.modes``: the new items ranked among themselves by text similarity, mixed in by the new items'
-   share of the catalog and each entry's worth from its cosine to the history, measured on the training data's
-   validation with a seeded share of its items treated as new), as its own row ("+ new-item mode"); the same with
-   each entry's worth from its rank alone ("+ new-item mode by rank", the mode before the cosine fit).
+   share of the catalog and each rank's worth on the training data's validation, a seeded share of its items
+   treated as new), as its own row ("+ new-item mode").
 5. The other test users (target a known item; histories may hold new items, all items ranked): the same
    ranking with and without the new-item mode, to show what the mode costs them.
 
@@ -42,11 +41,11 @@ from common import (SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (put
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe)
 from eval.metrics import METRICS  # noqa: E402
-from eval.new_item_mode import new_mode_lists, new_mode_worth, text_among  # noqa: E402
+from eval.new_item_mode import new_mode_worth, text_among  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
 from infra.config import nested_help  # noqa: E402
 from recommender.id_prior import BETA_GRID  # noqa: E402
-from recommender.modes import merge_new_item_mode, new_item_share  # noqa: E402
+from recommender.modes import NEW_MODE_DEPTH, merge_new_item_mode, new_item_share  # noqa: E402
 from recommender.text_prior import WEIGHT_GRID  # noqa: E402
 log = logging.getLogger("idgenrec.bench")
 
@@ -181,11 +180,11 @@ class Rankers:
         if self.levers:
             known, ranked["ours + levers"] = "ours + levers", self.ours(histories, levers=True)
         if self.worth is not None and self.prior.get("explore_rates"):
-            for by_score, name in ((True, "new-item mode"), (False, "new-item mode by rank")):
-                lists = new_mode_lists(catalog, histories, self.held, self.worth, by_score)
-                ranked[f"{known} + {name}"] = [
-                    [i for i, _ in merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"], w)]
-                    for k, (n, w) in zip(ranked[known], lists)]
+            among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH)
+            ranked[f"{known} + new-item mode"] = [
+                [i for i, _ in merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"],
+                                                   self.worth["rates"])]
+                for k, n in zip(ranked[known], among)]
         return ranked
 
 
@@ -243,27 +242,23 @@ def run(cfg: NewItemsConfig) -> dict:
 
 
 def method_rows(group: dict) -> list[str]:
-    return [f"{method:38s} " + metric_cells(m) + f"  {group['new_share_of_top10'][method]:.1%} of the top-10 new"
+    return [f"{method:30s} " + metric_cells(m) + f"  {group['new_share_of_top10'][method]:.1%} of the top-10 new"
             for method, m in group["methods"].items()]
 
 
 def table(r: dict) -> str:
-    header = f"{'method':38s} " + " ".join(f"{m:>8s}" for m in METRICS)
+    header = f"{'method':30s} " + " ".join(f"{m:>8s}" for m in METRICS)
     rows = [f"{r['dataset']}: {r['users']} test users whose target is one of {r['held_out_items']} new items "
             f"(of {r['items']}); ranked over all items", header, *method_rows(r)]
     chosen, mode = r["text_prior"], r.get("new_item_mode")
     rows.append(f"chosen on the training data's validation: text prior {chosen['chosen']}, ID prior "
                 f"{chosen.get('id_prior')} (ours + levers)")
     if mode:
-        rows.append(f"new-item mode: P(new) {mode['p_new']:.3f} (the new items' share of the catalog); an entry's worth "
-                    f"from its cosine to the history (by rank: rank 1 {mode['rates'][0]:.3f}), measured on "
-                    f"{mode['users']} validation users whose target is one of {mode['pseudo_new_items']} items "
-                    f"treated as new")
-        if mode.get("by_score"):
-            rows.append("  worth by cosine: " + ", ".join(f">= {low:.2f}: {rate:.3f}"
-                                                           for low, rate in mode["by_score"][:8]))
+        rows.append(f"new-item mode: P(new) {mode['p_new']:.3f} (the new items' share of the catalog); its worth per "
+                    f"rank from {mode['users']} validation users whose target is one of {mode['pseudo_new_items']} "
+                    f"items treated as new (rank 1: {mode['rates'][0]:.3f})")
     rows.append("ranked among the new items only:")
-    rows += [f"{method:38s} " + metric_cells(m) for method, m in r["among_new_items"].items()]
+    rows += [f"{method:30s} " + metric_cells(m) for method, m in r["among_new_items"].items()]
     if "other_users" in r:
         rows += [f"the other {r['other_users']['users']} test users (target a known item; all items ranked):", header,
                  *method_rows(r["other_users"])]

@@ -63,24 +63,19 @@ class TextSimilarity:
         vector of its last ``recent`` items, history items excluded (they would top their own list); with
         ``among``, only those rows are ranked (the new items of a catalog, say), the vocabulary still the whole
         catalog's."""
-        return [[i for i, _ in top] for top in self.scored_ranking(histories, k, batch, among)]
-
-    def scored_ranking(self, histories: Sequence[Sequence[int]], k: int, batch: int = 256,
-                       among: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
-        """:meth:`ranking` with each row's cosine: ``(row, cosine)`` pairs, best first."""
         outside = None
         if among is not None:
             outside = torch.ones(self.items, dtype=torch.bool)
             outside[list(among)] = False
         width = self.items if among is None else len(set(among))
-        out: list[list[tuple[int, float]]] = []
+        out: list[list[int]] = []
         for start, scores in zip(range(0, len(histories), batch), self.batches(histories, batch)):
             for r, h in enumerate(histories[start:start + batch]):
                 scores[r, list(h)] = float("-inf")
             if outside is not None:
                 scores[:, outside] = float("-inf")
             tops = scores.topk(min(k, width), dim=1, sorted=True)
-            out.extend([[(i, v) for i, v in zip(rows, vals) if outside is None or v != float("-inf")]
+            out.extend([[i for i, v in zip(rows, vals) if outside is None or v != float("-inf")]
                         for rows, vals in zip(tops.indices.tolist(), tops.values.tolist())])
         return out
 

@@ -32,7 +32,7 @@ from typing import IO, Iterable, Iterator
 from catalog.id_table import ITEM_TABLE, item_id_tokens, read_id_table
 from catalog.similarity import TextSimilarity
 from catalog.store import Catalog, read_catalog
-from eval.new_item_mode import new_mode_lists, new_mode_worth
+from eval.new_item_mode import new_mode_worth, text_among
 from infra.atomic import atomic_path, write_json, write_text
 from infra.config import config_to_dict
 from infra.device import resolve_device
@@ -43,7 +43,7 @@ from recommender.decode import ranked_items
 from recommender.prompts import EVAL_TEMPLATE, prompt_history, render_prompt
 from recommender.repeats import merge_repeats, scored_histories
 from recommender.id_prior import corrected_all, null_scores
-from recommender.modes import merge_new_item_mode, new_item_share
+from recommender.modes import NEW_MODE_DEPTH, merge_new_item_mode, new_item_share
 from recommender.text_prior import merge_text_prior, prior_candidates
 from recommender.trie import Trie
 from seq2seq.model import load_model_and_tokenizer
@@ -271,21 +271,21 @@ class Ranker:
 
 @dataclass
 class NewItemMode:
-    """The new-item mode as ``recommend`` applies it (``recommender.modes``): the new items, P(new), what each rank
-    of the model's list is worth, and what an entry of the new items' own list is worth (``new_mode_worth``)."""
+    """The new-item mode as ``recommend`` applies it (``recommender.modes``): the new items, P(new), and what each
+    rank of the model's list and of the new items' own list is worth."""
 
     catalog: Catalog
     similarity: TextSimilarity  # the catalog's TF-IDF, built once: ``merged`` runs for every batch
     items: set[str]
     p_new: float
     known_rates: list[float]
-    new_worth: dict
+    new_rates: list[float]
 
     def merged(self, histories: list[list[str]], ranked: list, k: int) -> list:
         """Each ranking with the new items, ranked among themselves by text similarity to its history, mixed in."""
-        lists = new_mode_lists(self.catalog, histories, self.items, self.new_worth, similarity=self.similarity)
-        return [merge_new_item_mode([i for i, _ in b], n, self.p_new, self.known_rates, w, k)
-                for b, (n, w) in zip(ranked, lists)]
+        among = text_among(self.catalog, histories, self.items, NEW_MODE_DEPTH, self.similarity)
+        return [merge_new_item_mode([i for i, _ in b], n, self.p_new, self.known_rates, self.new_rates, k)
+                for b, n in zip(ranked, among)]
 
 
 def new_item_mode(cfg: RecommendConfig, catalog: Catalog, every: list[str], keep: set[str] | None) -> NewItemMode:
@@ -310,7 +310,7 @@ def new_item_mode(cfg: RecommendConfig, catalog: Catalog, every: list[str], keep
     log.info("new-item mode: %d new items, P(new) %.3f; its list's hit rate at rank 1 %.4f (%d validation users "
              "whose target is one of %d known items drawn as new); ours' %.4f", len(new), p_new, worth["rates"][0],
              worth["users"], worth["pseudo_new_items"], rates[0])
-    return NewItemMode(catalog, similarity, new, p_new, list(rates), worth)
+    return NewItemMode(catalog, similarity, new, p_new, list(rates), worth["rates"])
 
 
 def run_recommend(cfg: RecommendConfig, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> dict:

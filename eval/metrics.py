@@ -76,18 +76,6 @@ def ranking_report(ranked_lists: Sequence[Sequence], targets: Sequence, catalog_
             "coverage@10": coverage(ranked_lists, catalog_size)}
 
 
-def non_increasing_fit(values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
-    """The weighted least-squares fit of ``values`` that never increases along the sequence (pool-adjacent-
-    violators): each run of values that rises is replaced by its weighted mean."""
-    blocks: list[list[float]] = []  # [mean, weight, length], each block's mean above the next one's
-    for v, w in zip(values, weights if weights is not None else [1.0] * len(values)):
-        blocks.append([v, w, 1])
-        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
-            (m1, w1, n1), (m2, w2, n2) = blocks.pop(-2), blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return [m for m, _, n in blocks for _ in range(int(n))]
-
-
 def hit_rates_by_rank(ranked_lists: Sequence[Sequence], targets: Sequence, depth: int) -> list[float]:
     """The share of users whose target is at each rank 1..``depth``, fitted non-increasing (pool-adjacent-violators):
     what a ranking's rank is worth, for the repeat mode (``recommender.repeat_mode``); raw counts at deep ranks are
@@ -98,29 +86,13 @@ def hit_rates_by_rank(ranked_lists: Sequence[Sequence], targets: Sequence, depth
         rank = target_rank(r, t)
         if rank is not None and rank <= depth:
             counts[rank - 1] += 1
-    return non_increasing_fit([c / n for c in counts])
-
-
-def hit_rate_by_score(scores: Sequence[float], hits: Sequence[bool]) -> list[list[float]]:
-    """P(an entry is the target | its score), fitted non-decreasing in the score (pool-adjacent-violators over the
-    entries, highest score first; equal scores pooled first): ``[lowest score, rate]`` steps, highest first, read
-    by ``recommender.modes.worth_by_score``. What an entry of a scored list is worth where its rank alone says too
-    little: a new item with a high cosine to the history is a likelier target than the first of a list of weak
-    matches."""
-    pooled: dict[float, list[int]] = {}
-    for s, h in zip(scores, hits):
-        pooled.setdefault(float(s), [0, 0])
-        pooled[float(s)][0] += int(h)
-        pooled[float(s)][1] += 1
-    order = sorted(pooled, reverse=True)
-    fitted = non_increasing_fit([pooled[s][0] / pooled[s][1] for s in order], [pooled[s][1] for s in order])
-    steps: list[list[float]] = []
-    for s, rate in zip(order, fitted):
-        if steps and steps[-1][1] == rate:
-            steps[-1][0] = s
-        else:
-            steps.append([s, rate])
-    return steps
+    blocks: list[list[float]] = []  # [mean, size], each block's mean above the next one's
+    for c in counts:
+        blocks.append([c / n, 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            (m1, s1), (m2, s2) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * s1 + m2 * s2) / (s1 + s2), s1 + s2])
+    return [m for m, size in blocks for _ in range(int(size))]
 
 
 def coverage(ranked_lists: Sequence[Sequence], catalog_size: int, k: int = 10) -> float:

@@ -10,11 +10,9 @@ The new-item mode: after ``add-items``, items the recommender never trained on r
 score low after any history). They get their own mode: a ranking among the new items only (by text similarity to
 the user's recent items; an ID model has no interactions to rank them by) and a probability that the next item is
 new, with no labels read: the new items' share of the catalog (a new item is taken to be as likely a target as an
-average item). What an entry of its list is worth is measured on the training data's validation with a seeded share
-of known items treated as new (``pseudo_new_items``): text similarity reads only item text, so it ranks a new item
-as it would a known one. The worth is read from the entry's cosine to the history (``worth_by_score``), not its
-rank alone: the best of a list of weak matches is a less likely target than a close match, so a new item takes a
-slot from the model's list where it resembles the history, and not where nothing new does.
+average item). Its worth per rank is measured on the training data's validation with a seeded share of known
+items treated as new (``pseudo_new_items``): text similarity reads only item text, so it ranks a new item as it
+would a known one.
 """
 from __future__ import annotations
 
@@ -38,15 +36,6 @@ def merge_modes(modes: Sequence[Mode], k: int) -> Ranked:
         for rank, item in enumerate(items):
             pool[item] = pool.get(item, 0.0) + p * worth[min(rank, len(worth) - 1)]
     return sorted(pool.items(), key=lambda kv: -kv[1])[:k]  # stable: ties keep the insertion order
-
-
-def worth_by_score(steps: Sequence[Sequence[float]], scores: Sequence[float]) -> list[float]:
-    """Each entry's worth from its score: the rate of the first step (``[lowest score, rate]``, highest first, as
-    ``eval.metrics.hit_rate_by_score`` fits them) whose lowest score it reaches; below every step, the last one's."""
-    out = []
-    for s in scores:
-        out.append(next((rate for low, rate in steps if s >= low), steps[-1][1] if steps else 0.0))
-    return out
 
 
 def new_item_share(new_items: int, items: int) -> float:

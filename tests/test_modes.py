@@ -1,13 +1,11 @@
 """Rankings mixed by modes, and the new-item mode: new items mixed in by their share of the catalog and the worth
-of each entry (from its cosine to the history, or its rank), measured on validation with known items treated as
-new."""
+of each rank, measured on validation with known items treated as new."""
 import pytest
 
 from catalog.similarity import text_similarity_ranking
 from catalog.store import read_catalog
-from eval.metrics import hit_rate_by_score, non_increasing_fit
-from eval.new_item_mode import new_mode_lists, new_mode_worth, scored_text_among
-from recommender.modes import merge_modes, merge_new_item_mode, new_item_share, pseudo_new_items, worth_by_score
+from eval.new_item_mode import new_mode_worth
+from recommender.modes import merge_modes, merge_new_item_mode, new_item_share, pseudo_new_items
 
 KNOWN = ["a", "b", "c", "d", "e"]
 KNOWN_RATES = [0.10, 0.05, 0.03, 0.02, 0.01]
@@ -53,33 +51,3 @@ def test_the_new_item_modes_worth_is_measured_on_validation_targets_treated_as_n
     assert worth["users"] == sum(seq[-2] in pseudo for seq in cat.sequences if len(seq) >= 3)
     rates = worth["rates"]
     assert len(rates) == 20 and all(a >= b for a, b in zip(rates, rates[1:])) and sum(rates) <= 1.0
-    steps = worth["by_score"]
-    assert [low for low, _ in steps] == sorted((low for low, _ in steps), reverse=True)
-    assert all(a >= b for (_, a), (_, b) in zip(steps, steps[1:]))  # a higher cosine is never worth less
-
-
-def test_an_entrys_worth_follows_its_score_where_validation_says_high_scores_hit_more():
-    # validation entries: cosines .9 hit twice in three, .5 once in four, .2 and .1 never; .3 hits once, above .5's
-    # rate, so pool-adjacent-violators pools it with the scores above it
-    scores = [0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5, 0.3, 0.2, 0.1]
-    hits = [1, 1, 0, 1, 0, 0, 0, 1, 0, 0]
-    steps = hit_rate_by_score(scores, hits)
-    assert steps == [[0.9, pytest.approx(2 / 3)], [0.3, pytest.approx(2 / 5)], [0.1, 0.0]]
-    assert worth_by_score(steps, [0.95, 0.9, 0.6, 0.3, 0.25, 0.0]) == [
-        pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(0.4), pytest.approx(0.4), 0.0, 0.0]
-    assert worth_by_score([], [0.5]) == [0.0]
-    assert non_increasing_fit([0.1, 0.3, 0.2], [1, 1, 2]) == pytest.approx([0.2, 0.2, 0.2])
-
-
-def test_new_mode_lists_give_a_close_match_more_worth_than_a_weak_one(collide_catalog):
-    cat = read_catalog(collide_catalog)
-    new = [i for i in cat.item_ids if i.endswith("a")]
-    worth = {"rates": [0.2] + [0.01] * 19, "by_score": [[0.8, 0.5], [0.3, 0.1], [0.0, 0.0]]}
-    close = new_mode_lists(cat, [["i00b"]], new, worth)[0]
-    assert close[0][0] == "i00a" and close[1][0] == 0.5  # the same text: cosine 1
-    by_rank = new_mode_lists(cat, [["i00b"]], new, worth, by_score=False)[0]
-    assert by_rank[0] == close[0] and by_rank[1] == worth["rates"]
-    scored = scored_text_among(cat, [["i00b"]], new, 20)[0]
-    assert [v for _, v in scored] == sorted((v for _, v in scored), reverse=True)
-    weak = [w for (_, v), w in zip(scored, close[1]) if v < 0.3]
-    assert weak and all(w == 0.0 for w in weak)

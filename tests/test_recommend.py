@@ -91,11 +91,10 @@ def test_recommend_with_the_id_prior_gives_the_evaluations_top_k(served, word_id
 
 def test_the_new_item_mode_mixes_new_items_in_by_their_measured_worth(served, word_ids, collide_catalog, tmp_path):
     """``--new-items``: each list is the model's (20 beams, each rank at its validation hit rate) merged with the
-    new items ranked among themselves by text similarity (each entry at the worth of its cosine, measured on
-    validation with known items drawn as new), P(new) = their share of the table: the same lists as composing those
-    pure pieces."""
-    from eval.new_item_mode import new_mode_lists, new_mode_worth
-    from recommender.modes import merge_new_item_mode
+    new items ranked among themselves by text similarity (each rank at its worth measured on validation with known
+    items drawn as new), P(new) = their share of the table: the same lists as composing those pure pieces."""
+    from eval.new_item_mode import new_mode_worth, text_among
+    from recommender.modes import NEW_MODE_DEPTH, merge_new_item_mode
 
     d, cat, todo, _ = served
     evaluate(EvalConfig(model=d / "rec", catalog=collide_catalog, ids=word_ids, out=d / "eval_v", split="valid",
@@ -112,9 +111,9 @@ def test_the_new_item_mode_mixes_new_items_in_by_their_measured_worth(served, wo
                                   valid_metrics=d / "eval_v" / "metrics_valid.json"), None, out)
     got = [json.loads(line) for line in out.getvalue().splitlines()]
     p_new = len(new) / len(cat.item_ids)
-    worth = new_mode_worth(cat, p_new, 0, 20, items=[i for i in cat.item_ids if i not in set(new)])
-    lists = new_mode_lists(cat, [s.history[-20:] for s in todo], new, worth)
-    want = [merge_new_item_mode(k, n, p_new, rates, w, 10) for k, (n, w) in zip(known, lists)]
+    worth = new_mode_worth(cat, p_new, 0, 20, items=[i for i in cat.item_ids if i not in set(new)])["rates"]
+    among = text_among(cat, [s.history[-20:] for s in todo], new, NEW_MODE_DEPTH)
+    want = [merge_new_item_mode(k, n, p_new, rates, worth, 10) for k, n in zip(known, among)]
     assert [r["items"] for r in got] == [[i for i, _ in w] for w in want]
     assert any(set(r["items"]) & set(new) for r in got) and [r["items"] for r in got] != [k[:10] for k in known]
     assert all(r["scores"] == pytest.approx([v for _, v in w], abs=1e-6) for r, w in zip(got, want))
