@@ -177,12 +177,16 @@ def text_prior_on_validation(run: Path, result: dict, grid: list[float], id_grid
     """The text prior's weight (``recommender.text_prior``) chosen on the validation of a finished standard run
     (``run``: its folder; ``result``: its standard.json), with the repeat bias that run chose: the selected
     recommender re-ranked with each weight of ``grid`` (and, with ``id_grid``, each ID prior correction of
-    ``recommender.id_prior``, the weight chosen again at each). Cached in ``run/text_prior`` on the content of the
-    model and the catalog; the evaluated (held-out, new-item) data is never looked at."""
+    ``recommender.id_prior``, the weight chosen again at each). Cached in ``run/text_prior`` (with ``id_grid``:
+    ``run/text_prior_id_prior``) on the content of the model and the catalog; the evaluated (held-out, new-item)
+    data is never looked at."""
     if not grid:
         return {"chosen": None}
     bias = repeat_bias_chosen(result)
-    valid = _export_eval(run, result, "valid", "text_prior", [grid, bias] + ([list(id_grid)] if id_grid else []),
+    # with the ID prior grid in its own folder: a run that also asks without it (bench/quality.py's text prior row,
+    # beside bench/new_items.py's) would otherwise redo the other's evaluation every time
+    folder = "text_prior_id_prior" if id_grid else "text_prior"
+    valid = _export_eval(run, result, "valid", folder, [grid, bias] + ([list(id_grid)] if id_grid else []),
                          repeat_bias=bias, text_prior_grid=grid, id_prior_grid=list(id_grid))
     return {"chosen": valid["text_prior"], "valid_ndcg10": valid["text_prior_ndcg10"], "repeat_bias": bias,
             "id_prior": valid.get("id_prior"), "id_prior_valid_ndcg10": valid.get("id_prior_ndcg10"),
