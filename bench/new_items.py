@@ -153,6 +153,7 @@ class Rankers:
     held: set[str]
     prior: dict
     worth: dict | None
+    similarity: object  # the extended catalog's TextSimilarity (TF-IDF), built once for every ranking of the run
 
     def ours(self, histories: list[list[str]], levers: bool = False, **extra) -> list[list[str]]:
         from eval.runs import TrainingRun
@@ -175,12 +176,12 @@ class Rankers:
         train = read_catalog(Path(self.cfg.out) / "train" / "catalog")
         ranked = {"ours": self.ours(histories)} if plain or not self.levers else {}
         ranked["popularity"] = [popularity_ranking(train.sequences, "test", 10)] * len(histories)
-        ranked["text similarity"] = text_among(catalog, histories, None, 10)
+        ranked["text similarity"] = text_among(catalog, histories, None, 10, self.similarity)
         known = "ours"
         if self.levers:
             known, ranked["ours + levers"] = "ours + levers", self.ours(histories, levers=True)
         if self.worth is not None and self.prior.get("explore_rates"):
-            among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH)
+            among = text_among(catalog, histories, self.held, NEW_MODE_DEPTH, self.similarity)
             ranked[f"{known} + new-item mode"] = [
                 [i for i, _ in merge_new_item_mode(k, n, self.worth["p_new"], self.prior["explore_rates"],
                                                    self.worth["rates"])]
@@ -200,6 +201,7 @@ def scored(ranked: dict, targets: list[str], held: set[str]) -> dict:
 
 def run(cfg: NewItemsConfig) -> dict:
     from catalog.prepare import PrepareConfig, prepare
+    from catalog.similarity import TextSimilarity
     from catalog.split import samples
     from catalog.store import read_catalog
     from infra.atomic import write_json
@@ -224,11 +226,11 @@ def run(cfg: NewItemsConfig) -> dict:
     worth = (new_mode_worth(read_catalog(out / "train" / "catalog"), cfg.fraction, cfg.quality.seeds[0],
                             cfg.quality.standard.max_history)
              | {"p_new": new_item_share(len(held), len(catalog.item_ids))} if cfg.new_item_mode else None)
-    rankers = Rankers(cfg, trained, device, held, prior, worth)
+    rankers = Rankers(cfg, trained, device, held, prior, worth, TextSimilarity(catalog.texts))
     # Among the new items only (a trie of their IDs; text similarity among them): does the model order the new
     # items sensibly, once it is made to choose among them?
     among_new = {"ours": rankers.ours(histories, candidates=new_only_candidates(out, held)),
-                 "text similarity": text_among(catalog, histories, held, 10)}
+                 "text similarity": text_among(catalog, histories, held, 10, rankers.similarity)}
     new_targets = scored(rankers.methods(histories, catalog), targets, held)
     result = {"dataset": Path(cfg.data).name, "held_out_items": len(held), "items": len(catalog.item_ids),
               **new_targets, "add_items": added, "trained": {k: trained[k] for k in ("ours", "seconds")},
