@@ -184,9 +184,11 @@ def table(results: dict) -> str:
         chosen = "".join(f"; {name} {'off' if lever['chosen'] is None else lever['chosen']}"  # chosen on validation
                          for key, name in (("repeat_bias", "repeat bias"), ("id_prior", "ID prior"))
                          if (lever := r["ours"].get(key)) is not None)  # (results written before a lever have none)
+        trained = r["seconds"].get("recommender")  # absent when this run reused a recommender trained before
+        trained = "reused, trained by an earlier run" if trained is None else f"{trained:.0f} s training"
         rows.append(f"{name:18s} {'ours/SAS':11s} " + metric_cells(ratios, "8.2f")
-                    + f"  ({r['users']} users, {r['items']} items; ours {r['seconds'].get('recommender', 0):.0f} s "
-                      f"training{chosen}, SASRec {r['sasrec']['seconds']:.0f} s)")
+                    + f"  ({r['users']} users, {r['items']} items; ours {trained}{chosen}, "
+                      f"SASRec {r['sasrec']['seconds']:.0f} s)")
     if results.get("spread"):
         rows += ["", "mean ± standard deviation over seeds (test)", spread_table(results["spread"])]
     return "\n".join(rows)
