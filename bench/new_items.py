@@ -40,6 +40,7 @@ from common import (SHARED_DATA, bench_config, metric_cells,  # noqa: E402  (put
                     text_prior_on_validation)
 
 import quality  # noqa: E402  (bench/quality.py: the same recipe)
+from catalog.similarity import TextSimilarity  # noqa: E402
 from eval.metrics import METRICS  # noqa: E402
 from eval.new_item_mode import new_mode_worth, text_among  # noqa: E402
 from idgen.warmstart import WarmStartConfig  # noqa: E402
@@ -153,7 +154,7 @@ class Rankers:
     held: set[str]
     prior: dict
     worth: dict | None
-    similarity: object  # the extended catalog's TextSimilarity (TF-IDF), built once for every ranking of the run
+    similarity: TextSimilarity  # the extended catalog's TF-IDF, built once for every ranking of the run
 
     def ours(self, histories: list[list[str]], levers: bool = False, **extra) -> list[list[str]]:
         from eval.runs import TrainingRun
@@ -201,7 +202,6 @@ def scored(ranked: dict, targets: list[str], held: set[str]) -> dict:
 
 def run(cfg: NewItemsConfig) -> dict:
     from catalog.prepare import PrepareConfig, prepare
-    from catalog.similarity import TextSimilarity
     from catalog.split import samples
     from catalog.store import read_catalog
     from infra.atomic import write_json
