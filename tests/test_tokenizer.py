@@ -59,3 +59,23 @@ def test_heldout_catalogs_are_refused_as_training_text(tmp_path):
     with pytest.raises(ValueError, match="warm start: .* includes held-out dataset Toys"):
         warmstart(WarmStartConfig(catalog=[tmp_path / "Toys"], tokenizer=tmp_path / "tok", out=tmp_path / "g",
                                   heldout=[SAMPLE_DIR / "Toys"], steps=0))
+
+
+def test_a_trained_tokenizer_is_the_same_whatever_the_core_count(tmp_path, monkeypatch):
+    """SentencePiece's model depends on its thread count: a tokenizer trained on a 16-core machine once tokenized
+    other pieces than one trained on 2 cores from the same text, and every step after it differed."""
+    import os
+
+    import sentencepiece as spm
+
+    from catalog.prepare import PrepareConfig, prepare
+    from catalog.sample import SAMPLE_DIR
+    from catalog.tokenizer import train_sentencepiece
+
+    texts = prepare(PrepareConfig(data=SAMPLE_DIR / "Toys", out=tmp_path / "cat")).texts
+    models = []
+    for cores in (1, 16):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        sp = spm.SentencePieceProcessor(model_file=str(train_sentencepiece(texts, tmp_path / f"sp{cores}", 600)))
+        models.append([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())])
+    assert models[0] == models[1]
