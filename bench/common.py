@@ -256,5 +256,17 @@ def recorded_run(out: Path, results_file: str, device: str) -> Phases:
     out.mkdir(parents=True, exist_ok=True)
     run = Phases(out / results_file)
     run.results["env"] = {"python": platform.python_version(), "device": device, "date": time.strftime("%Y-%m-%d"),
-                          "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+                          "machine": f"{platform.machine()}, {os.cpu_count()} cores", **numeric_stack()}
     return run
+
+
+def numeric_stack() -> dict:
+    """What a figure's floating-point path depends on beyond the code: CPU kernels differ by instruction set and
+    thread count (a T5 backward pass gave other gradients at 1 thread than at 2), and the libraries by version; a
+    seed reproduces to the last digit only where these match."""
+    from importlib.metadata import version
+
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "versions": {p: version(p) for p in ("torch", "transformers", "sentencepiece", "numpy")}}
