@@ -7,8 +7,9 @@ categories as item text) and the shipped Beauty sample; any folder in the shared
 gives slices, 0 = all users; ``--standard.text-fields title`` a thin-text variant, names only). Each dataset's
 recommender follows the recipe's schedule, which counts optimizer steps and epochs, never seconds: warmup, then the
 rate held until validation reaches a plateau (a standard error below its best, after a minimum of epochs) or the
-recipe's epoch cap is one anneal away, then an anneal that ends the run. So a seed takes the same steps and reaches
-the same validation figures on any machine and beside any load; only the seconds differ. The epoch with the best
+recipe's epoch cap is one anneal away, then an anneal that ends the run. So a seed takes the same steps beside any
+load and reaches the same validation figures on the same numeric stack (``env`` in quality.json: CPU kernels,
+threads, library versions; another machine drifts from the last digits on); only the seconds differ. The epoch with the best
 validation is selected; test is reported only. The recommender's recipe is ``pretrain/recipes/quality_cpu.yaml`` (on
 a GPU ``configs/beauty.yaml``, with 3x the warm-start steps) unless ``--standard.train_config`` names another.
 
