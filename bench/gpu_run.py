@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Phases  # noqa: E402  (puts the repo on the path)
+from common import REPO, Phases, numeric_stack  # noqa: E402  (puts the repo on the path)
 from speed import decoding_speed, id_generation_speed, training_speed  # noqa: E402
 
 from eval.metrics import METRICS  # noqa: E402
@@ -177,12 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    import transformers
-
     run = Phases(args.out / "gpu_run.json", device)
-    run.results["env"] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                          "python": platform.python_version(), "device": str(device),
-                          "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke} | (
+    run.results["env"] = {"python": platform.python_version(), "device": str(device),
+                          "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke, **numeric_stack()} | (
         {"gpu": torch.cuda.get_device_name(0)} if device.type == "cuda" else {})
     run.results["sizes"] = asdict(sz)
     w = args.work

@@ -9,9 +9,10 @@ recommender follows the recipe's schedule, which counts optimizer steps and epoc
 rate held until validation reaches a plateau (a standard error below its best, after a minimum of epochs) or the
 recipe's epoch cap is one anneal away, then an anneal that ends the run. So a seed takes the same steps beside any
 load and reaches the same validation figures on the same numeric stack (``env`` in quality.json: CPU kernels,
-threads, library versions; another machine drifts from the last digits on); only the seconds differ. The epoch with the best
-validation is selected; test is reported only. The recommender's recipe is ``pretrain/recipes/quality_cpu.yaml`` (on
-a GPU ``configs/beauty.yaml``, with 3x the warm-start steps) unless ``--standard.train_config`` names another.
+threads, library versions; another machine drifts from the last digits on); only the seconds differ. The epoch with
+the best validation is selected; test is reported only. The recommender's recipe is
+``pretrain/recipes/quality_cpu.yaml`` (on a GPU ``configs/beauty.yaml``, with 3x the warm-start steps) unless
+``--standard.train_config`` names another.
 
 ``--seeds 0 1 2`` runs the whole pipeline (slice, tokenizer, warm start, IDs, shards, recommender, SASRec) once per
 seed, seed s > 0 in ``out/<dataset>-seed<s>/``; the table gives each figure's mean and spread over the seeds.
