@@ -28,7 +28,8 @@ from catalog.tokenizer import HELP as TOKENIZER_HELP
 from catalog.tokenizer import TokenizerConfig, make_tokenizer
 from cluster.idjob import HELP as IDS_HELP
 from cluster.idjob import IDJobConfig, ids_done, run_ids_step
-from eval.baselines import markov_metrics, popularity_metrics, recent_metrics, text_similarity_metrics
+from eval.baselines import (markov_metrics, markov_training_metrics, popularity_metrics, recent_metrics,
+                            text_similarity_metrics)
 from eval.runs import TrainingRun, read_sasrec, write_sasrec
 from eval.sasrec import HELP as SASREC_HELP
 from eval.sasrec import SASRecConfig, train_sasrec
@@ -46,7 +47,9 @@ from pretrain.selection import lever_grids
 from pretrain.train import TrainConfig, final_test, train
 
 log = logging.getLogger("idgenrec.standard")
-BASELINES = {"popularity": popularity_metrics, "markov": markov_metrics, "recent": recent_metrics}
+# markov_train: the Markov chain on the transitions the trained models learn from (a same-data row beside "markov")
+BASELINES = {"popularity": popularity_metrics, "markov": markov_metrics, "markov_train": markov_training_metrics,
+             "recent": recent_metrics}
 
 
 @dataclass

@@ -46,6 +46,18 @@ def test_markov_chain_ranks_successors_of_the_last_item_then_popular_ones():
     assert markov_rankings(seqs, "valid", 1) == [["a"], ["a"], ["b"], ["a"]]
 
 
+def test_the_same_data_markov_chain_leaves_out_the_moves_into_validation_items_on_test():
+    """The trained models never learn from a user's move into its validation item; the same-data row counts only
+    the transitions into training targets, on test as on valid."""
+    from eval.baselines import markov_metrics, markov_rankings, markov_training_metrics
+
+    seqs = [["a", "b", "k", "l"], ["a", "c", "e"], ["m", "a", "c", "n"], ["x", "a", "z"]]
+    # visible on test: a->b (a training move), a->c twice (users 2 and 3 moving into their validation items)
+    assert markov_rankings(seqs, "test", 1)[3] == ["c"]
+    assert markov_rankings(seqs, "test", 1, training_only=True)[3] == ["b"]  # a->b alone is training data
+    assert markov_training_metrics(seqs, "valid") == markov_metrics(seqs, "valid")  # valid sees the same either way
+
+
 def test_recent_items_are_the_history_most_recent_first_each_once_then_popular_ones():
     from eval.baselines import recent_metrics, recent_rankings
 
