@@ -54,6 +54,7 @@ class TrainConfig:
     decay_norms: bool = False
     redraw_templates: bool = False
     history_crop: float = 0.0
+    successor_targets: float = 0.0
     eval_length_penalty: float = 1.0
     eval_repeat_bias_grid: list[float] = field(default_factory=lambda: [0, 0.5, 1, 2, 4, 8])
     eval_id_prior_grid: list[float] = field(default_factory=list)
@@ -76,8 +77,9 @@ class TrainConfig:
             raise ValueError("give both valid_catalog and valid_ids, or neither")
         if self.engine not in ("deepspeed", "torch"):
             raise ValueError(f"engine must be deepspeed or torch, got {self.engine!r}")
-        if not 0.0 <= self.history_crop <= 1.0:
-            raise ValueError(f"history_crop is a share of the samples (0 to 1), got {self.history_crop}")
+        for name in ("history_crop", "successor_targets"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a share of the samples (0 to 1), got {getattr(self, name)}")
         if not 0.0 <= self.valid_from <= 1.0:
             raise ValueError(f"valid_from is a fraction of the run (0 to 1), got {self.valid_from}")
         if self.engine == "torch" and self.zero_stage:
@@ -119,6 +121,9 @@ HELP = {"micro_batch": "samples per rank per forward/backward pass",
         "redraw_templates": "draw every recommendation sample's prompt template again each epoch",
         "history_crop": "each epoch, cut this share of the recommendation samples' histories to a random number of "
                         "their most recent items (1 to all; 0: off): teaches item-to-item transitions",
+        "successor_targets": "each epoch, give this share of the recommendation samples another target drawn "
+                             "among the training successors of their last history item, as often as each follows "
+                             "it (0: off): the Markov chain's distribution mixed into the labels",
         "eval_length_penalty": "beam score = log p / length ** this, in validation and test decoding",
         "eval_repeat_bias_grid": "after training, the best epoch's validation tries repeat-aware ranking (the "
                                  "user's history items at the model's score + a bias; recommender/repeats.py) with "

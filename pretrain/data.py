@@ -13,7 +13,7 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -68,17 +68,50 @@ class Redraw:
     ``seed``, ``epoch`` and the sample's key): ``templates`` > 0 draws a template among the first ``templates``
     (0 keeps the shard's); ``history_crop`` is the share of samples whose history is cut to a random number of
     its most recent items (1 to all), an augmentation that shows the item-to-item transitions without the
-    older context a long prompt lets the model memorize."""
+    older context a long prompt lets the model memorize; ``successor_targets`` is the share of samples whose
+    target is drawn again among ``successors`` of their last history item (``successor_table``)."""
 
     seed: int
     epoch: int
     templates: int = 0
     history_crop: float = 0.0
+    successor_targets: float = 0.0
+    successors: Mapping[str, Sequence[str]] | None = None
 
     @classmethod
-    def of(cls, seed: int, epoch: int, templates: int, history_crop: float) -> "Redraw | None":
-        """How ``epoch`` renders the prompts again (None: as the shards wrote them)."""
-        return cls(seed, epoch, templates, history_crop) if templates or history_crop else None
+    def of(cls, seed: int, epoch: int, templates: int, history_crop: float, successor_targets: float = 0.0,
+           successors: Mapping[str, Sequence[str]] | None = None) -> "Redraw | None":
+        """How ``epoch`` renders the samples again (None: as the shards wrote them)."""
+        if not (templates or history_crop or successor_targets):
+            return None
+        return cls(seed, epoch, templates, history_crop, successor_targets, successors)
+
+
+def successor_table(samples: Iterable[dict]) -> dict[str, list[str]]:
+    """Per item ID, the targets of the recommendation samples whose history ends with it, each as often as it
+    follows (in sample key order, so the table is the same on every rank and rerun): the first-order Markov
+    chain of the training transitions, the only ones the table sees."""
+    table: dict[str, list[tuple[str, str]]] = {}
+    for s in samples:
+        meta = s["meta"]
+        if meta.get("task", "rec") == "rec" and meta.get("history"):
+            table.setdefault(meta["history"][-1], []).append((s["key"], s["tgt"]))
+    return {last: [tgt for _, tgt in sorted(pairs)] for last, pairs in table.items()}
+
+
+def target(sample: dict, redraw: Redraw | None) -> str:
+    """A sample's target: the shard's, or with probability ``redraw.successor_targets`` a successor of its last
+    history item drawn in proportion to how often it follows (the sample's own target among them): the Markov
+    chain's distribution mixed into the labels, so that the model learns what usually follows the last item
+    whatever came before it (grounding samples keep theirs)."""
+    meta = sample["meta"]
+    if (redraw is None or redraw.successor_targets <= 0 or not redraw.successors
+            or meta.get("task", "rec") != "rec" or not meta.get("history")):
+        return sample["tgt"]
+    rng = random.Random(f"successor:{redraw.seed}:{redraw.epoch}:{sample['key']}")
+    if rng.random() >= redraw.successor_targets:
+        return sample["tgt"]
+    return rng.choice(redraw.successors.get(meta["history"][-1]) or [sample["tgt"]])
 
 
 def cropped_history(history: list[str], crop: float, rng: random.Random) -> list[str]:
@@ -110,7 +143,7 @@ def tokenized_batches(shards_dir: Path, micro_batch: int, tokenizer, max_source_
 
     raw: Iterable[list[dict]] = rank_batches(shards_dir, micro_batch, workers)
     if redraw is not None:
-        raw = ([s | {"src": prompt(s, redraw)} for s in b] for b in raw)
+        raw = ([s | {"src": prompt(s, redraw), "tgt": target(s, redraw)} for s in b] for b in raw)
     if group_window > 1:
         raw = length_grouped(raw, micro_batch, group_window, seed)
     pin = torch.cuda.is_available()  # pinned host memory: the copy to the GPU can overlap compute

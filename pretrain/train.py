@@ -74,6 +74,7 @@ class Job:
     export_meta: dict
     fingerprint: str
     control: PlateauControl | None
+    successors: dict | None = None  # pretrain.data.successor_table of the shards, when successor_targets is on
     t_start: float = field(default_factory=time.time)
 
     def save(self, state: RunState, tag: str) -> None:
@@ -118,8 +119,8 @@ def start(cfg: TrainConfig) -> Job:
     from catalog.heldout import domains_seen
     from catalog.tokenizer import tokenizer_fingerprint
     from eval.runs import TrainingRun
-    from pretrain.data import micro_steps_per_epoch
-    from pretrain.shards import read_manifest
+    from pretrain.data import micro_steps_per_epoch, successor_table
+    from pretrain.shards import all_samples, read_manifest
     from recommender.prompts import TEMPLATES
 
     if cfg.shards is None or cfg.out is None or (cfg.tokenizer is None and cfg.init is None):
@@ -137,9 +138,10 @@ def start(cfg: TrainConfig) -> Job:
     meta = {"domains_seen": sorted(domains_seen(cfg.init or cfg.tokenizer) | set(manifest["per_domain"])),
             "max_history": manifest.get("max_history", LEGACY_MAX_HISTORY)}
     control = PlateauControl(cfg.anneal_patience, anneal_steps, cfg.anneal_margin_se, cfg.anneal_min_epochs)
+    successors = successor_table(all_samples(cfg.shards)) if cfg.successor_targets else None
     return Job(cfg, TrainingRun(cfg.out), engine, tok, rank, world, micro_per_epoch, total_steps,
                manifest.get("templates", len(TEMPLATES)), meta, tokenizer_fingerprint(tok),  # a redraw keeps
-               control if cfg.anneal_patience else None)  # to their set
+               control if cfg.anneal_patience else None, successors)  # to their set
 
 
 def resume(job: Job) -> RunState:
@@ -184,7 +186,7 @@ def train_epoch(job: Job, state: RunState) -> tuple[int, list, float]:
     batches = tokenized_batches(cfg.shards, cfg.micro_batch, job.tok, cfg.max_source_tokens, cfg.max_target_tokens,
                                 cfg.length_group_window, cfg.seed + epoch, cfg.loader_workers,
                                 Redraw.of(cfg.seed, epoch, job.templates if cfg.redraw_templates else 0,
-                                          cfg.history_crop))
+                                          cfg.history_crop, cfg.successor_targets, job.successors))
     for _ in range(state.micro_step):  # already done before the checkpoint we resumed from
         next(batches, None)
     bar = progress(total=job.micro_per_epoch, initial=state.micro_step, desc=f"epoch {epoch}", unit="step",

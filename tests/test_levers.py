@@ -107,6 +107,59 @@ def test_history_crop_keeps_the_most_recent_items(grounded):
         assert c.startswith(s["src"].split(s["meta"]["history"][-1])[0] + s["meta"]["history"][-1])
 
 
+def test_successor_targets_draw_what_follows_the_last_item(grounded, sample_tokenizer_dir, monkeypatch):
+    from catalog.tokenizer import load_tokenizer
+    from pretrain.data import successor_table, target, tokenized_batches
+    from pretrain.shards import all_samples
+
+    out, shards = grounded
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    mine = {s["key"] for s in rank_samples(out)}
+    every = list(all_samples(out))
+    assert len(mine) < len(every) == len(shards)  # the table is built from every rank's samples
+    table = successor_table(every)
+    rec = [s for s in shards.values() if s["meta"]["task"] == "rec"]
+    assert sum(len(v) for v in table.values()) == len(rec)  # each training transition once: the Markov chain
+    assert successor_table(reversed(every)) == table  # in key order: the same on every rank and rerun
+
+    ground = [s for s in shards.values() if s["meta"]["task"] != "rec"]
+    assert [target(s, Redraw(0, 0, successor_targets=1.0, successors=table)) for s in ground] == [
+        s["tgt"] for s in ground]  # grounding targets stay
+
+    def sample(key, history, tgt):
+        return {"key": key, "src": "", "tgt": tgt, "meta": {"task": "rec", "history": history}}
+
+    # after "a": "b" 3 times, "c" once; after "x": "y" only
+    rec = [sample(f"u{i}", ["q", "a"], "b") for i in range(3)] + [sample("u3", ["a"], "c"),
+                                                                  sample("u4", ["a", "x"], "y")]
+    table = successor_table(rec)
+    assert table == {"a": ["b", "b", "b", "c"], "x": ["y"]}
+    on = Redraw(0, 0, successor_targets=1.0, successors=table)
+    drawn = [[target(s | {"key": f"{s['key']}-{n}"}, on) for n in range(400)] for s in rec]
+    assert all(set(d) <= set(table[s["meta"]["history"][-1]]) for d, s in zip(drawn, rec))  # successors only
+    share_c = sum(d.count("c") for d in drawn[:4]) / 1600
+    assert 0.19 < share_c < 0.31  # as often as each follows: c one time in four
+    assert set(drawn[4]) == {"y"}
+    assert [target(s, on) for s in rec] == [target(s, on) for s in rec]  # seeded: every rank and rerun alike
+    half = Redraw(0, 0, successor_targets=0.5, successors=table)
+    kept = sum(target(s | {"key": f"k{n}"}, half) == "c" for n in range(1000) for s in rec[3:4]) / 1000
+    assert 0.55 < kept < 0.7  # c kept half the time, and drawn again as c a quarter of the other half
+    assert [target(s, Redraw(0, 0, successor_targets=0.0, successors=table)) for s in rec] == [
+        s["tgt"] for s in rec]
+
+    # the trainer's batches carry the drawn targets: every item followed by one ID only
+    monkeypatch.delenv("RANK")
+    tok = load_tokenizer(sample_tokenizer_dir)
+    only = {last: ["red red 0"] for last in successor_table(shards.values())}
+    labels = [row[row >= 0].tolist() for b in tokenized_batches(
+        out, 8, tok, 256, 32, 0, 0, redraw=Redraw(0, 0, successor_targets=1.0, successors=only))
+        for row in b.tensors["labels"]]
+    wanted = tok("red red 0").input_ids
+    assert sum(x == wanted for x in labels) == sum(s["meta"]["task"] == "rec" or s["tgt"] == "red red 0"
+                                                   for s in shards.values())  # (a grounding sample of that item)
+
+
 def test_one_template_trains_on_the_evaluation_prompt(collide_catalog, word_ids, tmp_path):
     from recommender.prompts import EVAL_TEMPLATE, render_prompt
 
