@@ -193,6 +193,19 @@ def test_a_time_limit_never_reshapes_the_schedule(shards, sample_tokenizer_dir, 
     assert all(torch.equal(weights[k], weights_limited[k]) for k in weights)
 
 
+def test_successor_targets_run_through_the_trainer(shards, sample_tokenizer_dir, tmp_path):
+    """The trainer builds the successor table from the shards and draws targets from it: in this catalog every item
+    is followed by one item only, so the drawn targets are the shards' own and the run is step for step the plain
+    one (a share that changed them is tested in test_levers)."""
+    logs = {}
+    for name, extra in (("plain", ()), ("successors", ("--successor-targets", "1.0"))):
+        run = _torch_engine(shards, sample_tokenizer_dir, tmp_path / name, "--epochs", "1", *LINEAR, *extra)
+        assert run.returncode == 0, run.stderr[-3000:]
+        logs[name] = [(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / name / "metrics.jsonl")
+                                                          .read_text().splitlines())]
+    assert logs["plain"] == logs["successors"] and logs["plain"]
+
+
 def _held_then_annealed(out, stderr: str, anneal_steps: int, epochs: int, steps_per_epoch: int) -> None:
     """The plateau schedule's run: the rate held at lr until the anneal, then down to 0 in ``anneal_steps``, and
     training ends there."""
