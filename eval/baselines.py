@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import partial
 from typing import Sequence
 
 from catalog.similarity import text_similarity_ranking
@@ -79,8 +80,7 @@ def markov_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -
 
 def markov_training_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:
     """The Markov chain on the trained models' data (``markov_rankings``' ``training_only``): a same-data row."""
-    return _ranking_metrics(lambda seqs, sp, k: markov_rankings(seqs, sp, k, training_only=True), sequences, split,
-                            ks)
+    return _ranking_metrics(partial(markov_rankings, training_only=True), sequences, split, ks)
 
 
 def recent_metrics(sequences: Sequence[Sequence[str]], split: str, ks=(5, 10)) -> dict[str, float]:

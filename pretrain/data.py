@@ -124,9 +124,10 @@ def cropped_history(history: list[str], crop: float, rng: random.Random) -> list
 
 def prompt(sample: dict, redraw: Redraw | None) -> str:
     """A sample's prompt: as written in the shard, or a recommendation sample rendered again as ``redraw`` says
-    (grounding samples keep theirs)."""
+    (grounding samples keep theirs; a redraw of targets only leaves the prompt as written)."""
     meta = sample["meta"]
-    if redraw is None or meta.get("task", "rec") != "rec" or "history" not in meta:
+    if (redraw is None or not (redraw.templates or redraw.history_crop) or meta.get("task", "rec") != "rec"
+            or "history" not in meta):
         return sample["src"]
     template = (epoch_template(redraw.seed, redraw.epoch, sample["key"], redraw.templates) if redraw.templates
                 else meta["template"])

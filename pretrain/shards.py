@@ -172,29 +172,33 @@ def _fields(s: dict) -> dict:
     return {"key": s["__key__"], "src": s["src.txt"], "tgt": s["tgt.txt"], "meta": s["meta.json"]}
 
 
+def _shard_dataset(shards_dir: Path | str, nodesplitter, workersplitter):
+    """The shards' samples (``_fields``) in shard order, the shards split among nodes and workers as given."""
+    import webdataset as wds
+
+    return (wds.WebDataset(shard_urls(shards_dir), nodesplitter=nodesplitter, workersplitter=workersplitter,
+                           shardshuffle=False, empty_check=False)
+            .decode()
+            .map(_fields))
+
+
 def rank_samples(shards_dir: Path | str, workers: int = 0) -> Iterator[dict]:
     """This process's samples (``key``, ``src``, ``tgt``, ``meta``) in shard order: WebDataset splits the shards by
     node (rank, from RANK/WORLD_SIZE) and by loader worker, so each sample is read once per epoch across them."""
     import torch
     import webdataset as wds
 
-    ds = (wds.WebDataset(shard_urls(shards_dir), nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker,
-                         shardshuffle=False, empty_check=False)
-          .decode()
-          .map(_fields))
+    ds = _shard_dataset(shards_dir, wds.split_by_node, wds.split_by_worker)
     yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
 
 
 def all_samples(shards_dir: Path | str) -> Iterator[dict]:
     """Every sample of the shards (``rank_samples``' fields), whatever this process's rank: for tables that every
     rank must build the same (``pretrain.data.successor_table``)."""
-    import webdataset as wds
+    def every_shard(src, group=None):
+        return src
 
-    ds = (wds.WebDataset(shard_urls(shards_dir), nodesplitter=lambda src, group=None: src,
-                         workersplitter=lambda src, group=None: src, shardshuffle=False, empty_check=False)
-          .decode()
-          .map(_fields))
-    yield from ds
+    yield from _shard_dataset(shards_dir, every_shard, every_shard)
 
 
 def check_prompt_format(shards_dir: Path | str) -> None:
